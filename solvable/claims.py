@@ -1,0 +1,418 @@
+"""Claims: the unit of the library.
+
+A claim couples a closed form (``predicted``) with a simulation of the model that never calls it
+(``measured``), and a tolerance whose size has a stated reason. Parameters are frozen dataclasses
+whose fields carry their valid range and the narrower domain on which the claim is asserted; the
+same names are used by ``solvable verify --set NAME=VALUE``.
+
+Writing a claim (the pattern every model module follows)::
+
+    @dataclass(frozen=True)
+    class GDThresholdParams(Params):
+        eta: float = param(0.1, low=0, low_open=True, domain=(1e-3, 10), log=True,
+                           doc="step size")
+
+    def _measure(p, backend, seed):
+        ...  # simulate the recurrence, never call the closed form
+        return Measurement(value=bisected, stderr=None)
+
+    register(Claim(
+        id="stability.gd_threshold",
+        statement="GD on a quadratic of curvature lambda is stable iff lambda < 2/eta.",
+        reference="derived here from the companion matrix; Cohen et al. 2021, arXiv 2103.00065",
+        params=GDThresholdParams,
+        predicted=lambda p: 2 / p.eta,
+        measured=_measure,
+        tolerance=lambda p, m: Tolerance(1e-6, "bisection stopped at relative width 1e-7"),
+        sweep="eta",
+    ))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .backend import Backend, get_backend
+from .checks import check_choice, check_int, check_range, describe_range
+
+__all__ = [
+    "param",
+    "Params",
+    "Measurement",
+    "Tolerance",
+    "Claim",
+    "Verdict",
+    "register",
+    "get",
+    "select",
+    "all_claims",
+    "UnknownClaimError",
+    "relative_error",
+    "max_abs_error",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+
+
+def param(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    choices: tuple | None = None,
+    domain: tuple | None = None,
+    log: bool = False,
+    doc: str = "",
+) -> Any:
+    """A dataclass field for a claim parameter.
+
+    Args:
+      default: the value used when none is given.
+      low, high, low_open, high_open: the valid range; values outside raise ``ValueError``.
+      integer: the parameter is an integer.
+      choices: the parameter takes one of these values (strings or numbers).
+      domain: ``(lo, hi)`` (or, with ``choices``, a tuple of values) on which the claim is
+        asserted: the hypothesis strategy draws from it. Defaults to the valid range.
+      log: draw log-uniformly from the domain (scale parameters).
+      doc: what the parameter is, with its symbol.
+    """
+    meta = dict(low=low, high=high, low_open=low_open, high_open=high_open, integer=integer,
+                choices=choices, domain=domain, log=log, doc=doc)
+    return field(default=default, metadata={"solvable": meta})
+
+
+def _meta(f: dataclasses.Field) -> dict:
+    return f.metadata.get("solvable", {})
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base class of claim parameters: validates every field on construction."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            m = _meta(f)
+            if not m:
+                continue
+            value = getattr(self, f.name)
+            object.__setattr__(self, f.name, _validate(f.name, value, m))
+        self.check()
+
+    def check(self) -> None:
+        """Cross-parameter validation; override to raise ``ValueError`` (e.g. ``a_max <= a_min``)."""
+
+    @classmethod
+    def fields(cls) -> dict[str, dict]:
+        return {f.name: _meta(f) | {"default": f.default} for f in dataclasses.fields(cls) if _meta(f)}
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> Any:
+        """Convert the command-line text of parameter ``name`` to its type (``ValueError`` if bad)."""
+        m = cls.fields()[name]
+        if m["choices"] is not None:
+            for c in m["choices"]:
+                if str(c) == text:
+                    return c
+            return check_choice(name, text, m["choices"])
+        if m["integer"]:
+            return check_int(name, text)
+        try:
+            return float(text)
+        except ValueError:
+            rng = describe_range(m["low"], m["high"], m["low_open"], m["high_open"])
+            raise ValueError(f"{name}={text!r} is not a number: {name} must be in {rng}") from None
+
+    def replace(self, **changes: Any) -> "Params":
+        return dataclasses.replace(self, **changes)
+
+    def asdict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _validate(name: str, value: Any, m: dict) -> Any:
+    if m["choices"] is not None:
+        return check_choice(name, value, m["choices"])
+    if m["integer"]:
+        lo = None if m["low"] is None else math.ceil(m["low"] + (1e-9 if m["low_open"] else 0))
+        hi = None if m["high"] is None else math.floor(m["high"] - (1e-9 if m["high_open"] else 0))
+        return check_int(name, value, lo, hi)
+    return check_range(name, value, m["low"], m["high"], low_open=m["low_open"], high_open=m["high_open"])
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class Measurement:
+    """What a simulation returns.
+
+    Attributes:
+      value: the measured number or array (same shape as ``predicted``).
+      stderr: its standard error where it is a statistical estimate.
+      diverged: the simulation diverged (a result, not an error); ``diverged_step`` says when.
+      checks: qualitative conditions of the claim (``{"loss_decreases": True}``); all must hold.
+      info: further numbers worth reporting (fitted exponents, step counts, ...).
+    """
+
+    value: Any
+    stderr: Any = None
+    diverged: bool = False
+    diverged_step: int | None = None
+    checks: dict[str, bool] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far measured may be from predicted, and why that far."""
+
+    value: float
+    reason: str
+
+
+def relative_error(predicted: Any, measured: Any) -> float:
+    """``||measured - predicted|| / ||predicted||`` (2-norm over all entries)."""
+    p = np.asarray(predicted, dtype=float).ravel()
+    m = np.asarray(measured, dtype=float).ravel()
+    if p.shape != m.shape:
+        raise ValueError(f"predicted has shape {p.shape} but measured has {m.shape}: shapes must match")
+    denom = float(np.linalg.norm(p))
+    num = float(np.linalg.norm(m - p))
+    return num / denom if denom > 0 else num
+
+
+def max_abs_error(predicted: Any, measured: Any) -> float:
+    p = np.asarray(predicted, dtype=float).ravel()
+    m = np.asarray(measured, dtype=float).ravel()
+    return float(np.max(np.abs(m - p))) if p.size else 0.0
+
+
+def _jsonable(x: Any) -> Any:
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    arr = np.asarray(x)
+    if arr.dtype == bool:
+        return arr.tolist()
+    if arr.dtype.kind in "iu":
+        return arr.tolist()
+    if arr.dtype.kind == "f":
+        out = arr.astype(float).tolist()
+        return out
+    return str(x)
+
+
+@dataclass
+class Verdict:
+    """One claim checked once: the JSON record of ``solvable verify --json``."""
+
+    id: str
+    statement: str
+    reference: str
+    params: dict[str, Any]
+    predicted: Any
+    measured: Any
+    error: float
+    tolerance: float
+    passed: bool
+    backend: str
+    device: str
+    seconds: float
+    tolerance_reason: str = ""
+    stderr: Any = None
+    diverged: bool = False
+    diverged_step: int | None = None
+    checks: dict[str, bool] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        out = {k: _jsonable(v) for k, v in d.items()}
+        for k in ("error", "tolerance"):
+            v = out[k]
+            if isinstance(v, float) and not math.isfinite(v):
+                out[k] = None if math.isnan(v) else str(v)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Claims
+
+ErrorFn = Callable[[Any, Any], float]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement about a model, checked by closed form against simulation.
+
+    Attributes:
+      id: ``<module>.<name>``; the prefix is the module that owns it.
+      statement: one sentence with its symbols; where the literature's form fails, says where.
+      reference: authors, year, arXiv id, section or equation; or "derived here".
+      params: the :class:`Params` subclass (defaults, ranges, domain).
+      predicted: ``predicted(params) -> number or array``, the closed form.
+      measured: ``measured(params, backend, seed) -> Measurement``, the simulation.
+      tolerance: ``tolerance(params, measurement, backend) -> Tolerance`` with a stated reason.
+      error: ``error(predicted, measured_value) -> float`` (default :func:`relative_error`).
+      sweep: the main parameter, swept in the report's figure; ``sweep_values`` its values.
+      summary: maps a predicted/measured value to the one number plotted in the report.
+      summary_label: the axis label of that number.
+      backends: the backends the simulator supports; a claim asked for another runs on the
+        first of these (a torch-only claim asked for numpy runs on torch on the CPU), and its
+        verdict says which backend it used.
+    """
+
+    id: str
+    statement: str
+    reference: str
+    params: type[Params]
+    predicted: Callable[[Any], Any]
+    measured: Callable[[Any, Backend, int], Measurement]
+    tolerance: Callable[[Any, Measurement, Backend], Tolerance]
+    error: ErrorFn = relative_error
+    sweep: str | None = None
+    sweep_values: tuple = ()
+    summary: Callable[[Any], float] | None = None
+    summary_label: str = ""
+    backends: tuple[str, ...] = ("numpy", "torch")
+
+    def __post_init__(self) -> None:
+        if "." not in self.id:
+            raise ValueError(f"id={self.id!r} is not of the form <module>.<name>")
+        if self.sweep is not None and self.sweep not in self.params.fields():
+            raise ValueError(f"sweep={self.sweep!r} is not a parameter of {self.id}")
+
+    @property
+    def module(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    def make_params(self, **overrides: Any) -> Params:
+        """Defaults with ``overrides`` applied (validated)."""
+        return self.params(**overrides)
+
+    def resolve_backend(self, backend: str | Backend = "numpy", device: str = "cpu",
+                        dtype: str | None = None) -> Backend:
+        """The backend this claim runs on when asked for ``backend`` on ``device``."""
+        be = backend if isinstance(backend, Backend) else get_backend(backend, device, dtype)
+        if be.name not in self.backends:
+            be = get_backend(self.backends[0], be.device if self.backends[0] == "torch" else "cpu", dtype)
+        return be
+
+    def measure(self, params: Params | None = None, backend: str = "numpy", device: str = "cpu",
+                seed: int = 0, dtype: str | None = None) -> Measurement:
+        """Run the simulation (``measured(params, backend, device, seed)`` of the design)."""
+        p = params if params is not None else self.params()
+        out = self.measured(p, self.resolve_backend(backend, device, dtype), seed)
+        return out if isinstance(out, Measurement) else Measurement(value=out)
+
+    def check(self, params: Params | None = None, backend: str | Backend = "numpy", device: str = "cpu",
+              seed: int = 0, dtype: str | None = None) -> Verdict:
+        """Compute predicted and measured, compare them, and return the :class:`Verdict`."""
+        p = params if params is not None else self.params()
+        if not isinstance(p, self.params):
+            raise ValueError(f"params is a {type(p).__name__}: {self.id} needs {self.params.__name__}")
+        be = self.resolve_backend(backend, device, dtype)
+        t0 = time.perf_counter()
+        pred = self.predicted(p)
+        meas = self.measured(p, be, seed)
+        if not isinstance(meas, Measurement):
+            meas = Measurement(value=meas)
+        seconds = time.perf_counter() - t0
+        tol = self.tolerance(p, meas, be)
+        if meas.diverged:
+            err, passed = math.inf, False
+        else:
+            err = float(self.error(pred, meas.value))
+            passed = bool(math.isfinite(err) and err <= tol.value and all(meas.checks.values()))
+        return Verdict(
+            id=self.id, statement=self.statement, reference=self.reference, params=p.asdict(),
+            predicted=_jsonable(pred), measured=_jsonable(meas.value), error=err, tolerance=float(tol.value),
+            passed=passed, backend=be.name, device=be.device, seconds=round(seconds, 4),
+            tolerance_reason=tol.reason, stderr=_jsonable(meas.stderr), diverged=meas.diverged,
+            diverged_step=meas.diverged_step, checks={k: bool(v) for k, v in meas.checks.items()},
+            info=_jsonable(meas.info),
+        )
+
+
+class UnknownClaimError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; a plain line reads better
+        return str(self.args[0])
+
+
+_REGISTRY: dict[str, Claim] = {}
+
+
+def register(claim: Claim) -> Claim:
+    """Add ``claim`` to the registry (re-registering the same id replaces it: notebooks reload)."""
+    _REGISTRY[claim.id] = claim
+    return claim
+
+
+def _load_models() -> None:
+    from . import models  # noqa: F401  (importing the model modules registers their claims)
+
+
+def all_claims() -> list[Claim]:
+    _load_models()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get(claim_id: str) -> Claim:
+    _load_models()
+    try:
+        return _REGISTRY[claim_id]
+    except KeyError:
+        raise UnknownClaimError(f"unknown claim id {claim_id!r} (see `solvable list`)") from None
+
+
+def select(patterns: Sequence[str] | str | None = None) -> list[Claim]:
+    """Claims matching ids or module prefixes (``"dln"``, ``"dln.implicit_bias"``); all if empty."""
+    claims = all_claims()
+    if not patterns:
+        return claims
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    chosen: dict[str, Claim] = {}
+    for pat in patterns:
+        hits = [c for c in claims if c.id == pat or c.id.startswith(pat.rstrip(".") + ".")]
+        if not hits:
+            raise UnknownClaimError(f"unknown claim id or prefix {pat!r} (see `solvable list`)")
+        for c in hits:
+            chosen[c.id] = c
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def apply_overrides(claims: Iterable[Claim], overrides: dict[str, str]) -> dict[str, Params]:
+    """Parse ``--set NAME=VALUE`` texts into validated params for each claim.
+
+    A name must belong to at least one selected claim; claims without it keep their default.
+    Raises ``ValueError`` naming the parameter on an unknown name or a bad value.
+    """
+    claims = list(claims)
+    for name in overrides:
+        if not any(name in c.params.fields() for c in claims):
+            ids = ", ".join(c.id for c in claims)
+            raise ValueError(f"--set {name}: no selected claim has a parameter {name!r} (selected: {ids})")
+    out = {}
+    for c in claims:
+        fields = c.params.fields()
+        values = {k: c.params.parse(k, v) for k, v in overrides.items() if k in fields}
+        out[c.id] = c.params(**values)
+    return out

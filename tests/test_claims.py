@@ -1,0 +1,162 @@
+"""Every registered claim as a property test over its domain, plus the coverage rules.
+
+- property: hypothesis draws parameters from the claim's domain; predicted and measured agree;
+- torch: the default parameters verify on torch (CPU here; CUDA under the ``gpu`` marker);
+- seeds: the same seed gives the same measured numbers;
+- coverage: each claim has a ``@proves`` check in ``proofs_check/``, appears in a notebook, and its
+  module has a test file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import solvable
+from solvable.backend import cuda_available
+from solvable.testing import assert_claim, params_strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAIMS = solvable.all_claims()
+IDS = [c.id for c in CLAIMS]
+
+
+def test_registry_is_not_empty():
+    assert CLAIMS, "no claim is registered: solvable.models.MODULES is empty"
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=IDS)
+def test_claim_holds_over_its_domain(claim):
+    @given(st.data())
+    def prop(data):
+        p = data.draw(params_strategy(claim.params), label="params")
+        seed = data.draw(st.integers(0, 2**16), label="seed")
+        assert_claim(claim, p, seed=seed)
+
+    prop()
+
+
+def _second_backend(claim) -> str:
+    return "torch" if "torch" in claim.backends else claim.backends[0]
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=[f"{c.id}-{_second_backend(c)}-cpu" for c in CLAIMS])
+def test_defaults_hold_on_torch_and_same_seed_same_numbers(claim):
+    """Default parameters verify on torch (CPU), and a second run with the seed repeats the numbers."""
+    v1 = assert_claim(claim, backend=_second_backend(claim), device="cpu", seed=3)
+    v2 = claim.check(backend=_second_backend(claim), device="cpu", seed=3)
+    np.testing.assert_array_equal(np.asarray(v1.measured, dtype=float), np.asarray(v2.measured, dtype=float))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="CUDA not available")
+@pytest.mark.parametrize("claim", [c for c in CLAIMS if "torch" in c.backends],
+                         ids=[c.id + "-torch-cuda" for c in CLAIMS if "torch" in c.backends])
+def test_claim_holds_on_cuda(claim):
+    assert_claim(claim, backend="torch", device="cuda")
+
+
+def test_claim_ids_are_owned_by_their_module():
+    for c in CLAIMS:
+        owner = c.measured.__module__
+        assert owner == f"solvable.{c.module}" or owner.startswith(f"solvable.{c.module}."), (
+            f"{c.id} is measured in {owner}: the id's prefix must be the module that owns it")
+
+
+def _proved_ids() -> set[str]:
+    ids: set[str] = set()
+    for path in sorted((ROOT / "proofs_check").glob("check_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_proofs_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for obj in vars(mod).values():
+            ids.update(getattr(obj, "__proves__", ()))
+    return ids
+
+
+def _notebook_text() -> str:
+    parts = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        parts.extend("".join(cell["source"]) for cell in nb["cells"])
+    return "\n".join(parts)
+
+
+def test_every_claim_has_a_proof_check():
+    missing = sorted(set(IDS) - _proved_ids())
+    assert not missing, f"claims with no @proves check in proofs_check/: {missing}"
+
+
+def test_every_proof_check_names_a_registered_claim():
+    unknown = sorted(_proved_ids() - set(IDS))
+    assert not unknown, f"proofs_check names claims that are not registered: {unknown}"
+
+
+def test_every_claim_is_shown_in_a_notebook():
+    text = _notebook_text()
+    missing = [i for i in IDS if i not in text]
+    assert not missing, f"claims not shown in any notebook: {missing}"
+
+
+def test_every_model_has_its_test_file():
+    missing = sorted({c.module for c in CLAIMS if not (ROOT / "tests" / f"test_{c.module}.py").exists()})
+    assert not missing, f"model modules with no tests/test_<module>.py: {missing}"
+
+
+# ------------------------------------------------------------------------------------------
+# The engine itself, on the toy claim of conftest.py
+
+from conftest import TOY_CLAIM, ToyParams  # noqa: E402
+from solvable.claims import Claim, Measurement, Tolerance, apply_overrides, relative_error  # noqa: E402
+
+
+def test_params_validate_on_construction():
+    with pytest.raises(ValueError, match=r"mu=11 is out of range: mu must be a finite number in \[-10, 10\]"):
+        ToyParams(mu=11)
+    with pytest.raises(ValueError, match="n=1.5 is not an integer"):
+        ToyParams(n=1.5)
+    assert ToyParams(n=3.0).n == 3 and isinstance(ToyParams(n=3.0).n, int)
+
+
+def test_select_by_prefix_and_unknown(toy_registry):
+    assert [c.id for c in solvable.select("toy")] == ["toy.sample_mean"]
+    assert [c.id for c in solvable.select(["toy.sample_mean"])] == ["toy.sample_mean"]
+    with pytest.raises(KeyError, match="unknown claim id or prefix 'to'"):
+        solvable.select("to")  # a prefix must end at a dot
+
+
+def test_divergence_is_a_failed_verdict_not_nan():
+    diverging = Claim(id="toy.diverging", statement="s", reference="r", params=ToyParams,
+                      predicted=lambda p: 1.0,
+                      measured=lambda p, be, seed: Measurement(value=float("nan"), diverged=True, diverged_step=7),
+                      tolerance=lambda p, m, be: Tolerance(0.1, "any"))
+    v = diverging.check()
+    assert not v.passed and v.diverged and v.diverged_step == 7
+    assert v.to_json()["error"] == "inf" and v.to_json()["measured"] is not None
+
+
+def test_failed_check_fails_the_verdict():
+    checked = Claim(id="toy.checked", statement="s", reference="r", params=ToyParams, predicted=lambda p: 1.0,
+                    measured=lambda p, be, seed: Measurement(value=1.0, checks={"monotone": False}),
+                    tolerance=lambda p, m, be: Tolerance(0.1, "any"))
+    assert not checked.check().passed
+
+
+def test_relative_error_shapes():
+    assert relative_error([1.0, 0.0], [1.0, 0.1]) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="shape"):
+        relative_error([1.0], [1.0, 2.0])
+
+
+def test_verify_api(toy_registry):
+    vs = solvable.verify("toy", mu=2)
+    assert vs.passed and vs[0].params["mu"] == 2.0 and "toy.sample_mean" in str(vs)
+    assert "<table>" in vs._repr_html_()
+    with pytest.raises(ValueError, match="zeta"):
+        apply_overrides([TOY_CLAIM], {"zeta": "1"})
