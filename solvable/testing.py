@@ -60,23 +60,29 @@ def _field_strategy(name: str, m: dict, wide: bool) -> st.SearchStrategy:
     if m["choices"] is not None:
         values = m["choices"] if (wide or m["domain"] is None) else m["domain"]
         return st.sampled_from(tuple(values))
-    lo, hi = (None, None) if (wide or m["domain"] is None) else m["domain"]
+    if wide and m["domain"] is not None:
+        # The whole valid range, and the domain too, so that log-scaled domains keep their
+        # small values while the search also reaches the range's far ends.
+        return st.one_of(_interval_strategy(name, m, None), _interval_strategy(name, m, m["domain"]))
+    return _interval_strategy(name, m, m["domain"])
+
+
+def _interval_strategy(name: str, m: dict, domain: tuple | None) -> st.SearchStrategy:
+    lo, hi = (None, None) if domain is None else domain
     lo = m["low"] if lo is None else lo
     hi = m["high"] if hi is None else hi
     if lo is None or hi is None:
-        raise ValueError(f"parameter {name} has no finite domain: give param(..., domain=(lo, hi))")
-    if m["integer"]:
-        lo_i = math.ceil(lo + (1e-9 if (m["low_open"] and lo == m["low"]) else 0))
-        hi_i = math.floor(hi - (1e-9 if (m["high_open"] and hi == m["high"]) else 0))
-        if m["log"]:
-            return st.floats(math.log(max(lo_i, 1)), math.log(hi_i)).map(
-                lambda t: int(min(hi_i, max(lo_i, round(math.exp(t))))))
-        return st.integers(lo_i, hi_i)
+        raise ValueError(f"parameter {name} has no finite range: give param(..., domain=(lo, hi))")
     excl_lo = bool(m["low_open"] and lo == m["low"])
     excl_hi = bool(m["high_open"] and hi == m["high"])
-    if m["log"]:
-        if lo <= 0:
-            raise ValueError(f"parameter {name} is log-distributed but its domain starts at {lo}")
+    if m["integer"]:
+        lo_i = math.ceil(lo + (1e-9 if excl_lo else 0))
+        hi_i = math.floor(hi - (1e-9 if excl_hi else 0))
+        if m["log"] and lo_i >= 1:
+            return st.floats(math.log(lo_i), math.log(hi_i)).map(
+                lambda t: int(min(hi_i, max(lo_i, round(math.exp(t))))))
+        return st.integers(lo_i, hi_i)
+    if m["log"] and lo > 0:
         llo, lhi = math.log(lo), math.log(hi)
         return st.floats(llo, lhi).map(lambda t: float(min(hi, max(lo, math.exp(t)))))
     return st.floats(lo, hi, exclude_min=excl_lo, exclude_max=excl_hi, allow_nan=False, allow_infinity=False)
