@@ -90,7 +90,8 @@ class Backend:
 
         if isinstance(x, torch.Tensor):
             return x.to(device=self.device, dtype=self.float_dtype)
-        return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=self.float_dtype, device=self.device)
+        # np.array copies: torch refuses to share memory with read-only numpy arrays.
+        return torch.as_tensor(np.array(x, dtype=np.float64), dtype=self.float_dtype, device=self.device)
 
     @staticmethod
     def to_numpy(x: Any) -> np.ndarray:
