@@ -1,0 +1,167 @@
+"""Sympy derivations for solvable.rmt: densities and edges from the self-consistent equations of the
+Stieltjes transform, outliers from the spike equations G(z) = 1/theta (additive) and
+z G(z) - 1 = 1/(ell - 1) (multiplicative), each compared with solvable's closed forms."""
+
+import math
+
+import numpy as np
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvable import rmt
+from solvable.testing import proves
+
+z, s, g, th, l = sp.symbols("z sigma gamma theta ell", positive=True)
+G = sp.symbols("G")
+x = sp.symbols("x", real=True)
+
+# Wigner: the Schur complement of one row gives G = 1/(z - sigma^2 G) as n -> inf.
+G_SC = [r for r in sp.solve(sp.Eq(G, 1 / (z - s**2 * G)), G)]
+# the branch with G ~ 1/z at infinity
+G_SC = [r for r in G_SC if sp.limit(r * z, z, sp.oo) == 1][0]
+
+# Sample covariance S = X X^T / n (p x n), gamma = p/n: G = 1/(z - 1/(1 + gamma z G)... ) reduces to
+# the quadratic gamma z G^2 - (z + gamma - 1) G + 1 = 0 (Marchenko-Pastur self-consistent equation).
+MP_EQ = g * z * G**2 - (z + g - 1) * G + 1
+G_MP = [r for r in sp.solve(MP_EQ, G) if sp.limit(r * z, z, sp.oo) == 1][0]
+
+
+def _density_from_G(quadratic, pts, subs):
+    """-Im G(x + i0)/pi: at z = x + i eps take the root of the derived quadratic in G with Im G < 0
+    (a Stieltjes transform maps the upper half plane to the lower one)."""
+    poly = sp.Poly(quadratic.subs(subs), G)
+    coeffs = [sp.lambdify(z, c, "numpy") for c in poly.all_coeffs()]
+    out = []
+    for p0 in pts:
+        zz = complex(p0, 1e-13)
+        roots = np.roots([complex(c(zz)) for c in coeffs])
+        out.append(-roots[np.argmin(roots.imag)].imag / np.pi)
+    return np.array(out)
+
+
+SC_EQ = s**2 * G**2 - z * G + 1
+
+
+@proves("rmt.semicircle")
+@settings(max_examples=5, deadline=None)
+@given(st.floats(0.2, 5.0))
+def check_semicircle_density_edges_and_cdf(sigma):
+    # edges: where the discriminant of the quadratic for G vanishes
+    disc = sp.discriminant(SC_EQ, G)
+    edges = sorted(float(e.subs(s, sigma)) for e in sp.solve(sp.Eq(disc, 0), z))
+    assert math.isclose(edges[-1], rmt.semicircle_edge(sigma), rel_tol=1e-12)
+    pts = np.linspace(-1.9 * sigma, 1.9 * sigma, 7)
+    dens = _density_from_G(SC_EQ, pts, {s: sigma})
+    np.testing.assert_allclose(rmt.semicircle_density(pts, sigma), dens, rtol=1e-8)
+    # the distribution function: integrate the derived density (sympy) and compare
+    rho = sp.sqrt(4 * s**2 - x**2) / (2 * sp.pi * s**2)
+    assert sp.simplify(rho.subs(s, sigma).subs(x, pts[2]) - dens[2]) < 1e-8
+    F = sp.integrate(rho.subs(s, sp.nsimplify(sigma)), (x, -2 * sp.nsimplify(sigma), x))
+    for p0 in pts:
+        assert math.isclose(float(F.subs(x, p0)), float(rmt.semicircle_cdf(p0, sigma)), abs_tol=1e-12)
+
+
+@proves("rmt.semicircle")
+def check_semicircle_moments_are_catalan():
+    # E tr W^{2k} / n -> sigma^{2k} C_k (non-crossing pairings): expand the derived G at infinity,
+    # G(1/w)/w = sum_k m_k w^k, and compare with the moments of the closed-form density
+    w = sp.symbols("w", positive=True)
+    ser = sp.series(G_SC.subs(z, 1 / w) / w, w, 0, 8).removeO()
+    xs = np.linspace(-3.0, 3.0, 600001)
+    for k in range(4):
+        m2k = sp.simplify(ser.coeff(w, 2 * k))
+        assert sp.simplify(m2k - sp.catalan(k) * s ** (2 * k)) == 0
+        num = np.trapezoid(xs ** (2 * k) * rmt.semicircle_density(xs, 1.5), xs)
+        assert math.isclose(num, float(m2k.subs(s, 1.5)), rel_tol=1e-6)
+
+
+@proves("rmt.marchenko_pastur")
+@settings(max_examples=5, deadline=None)
+@given(st.floats(0.05, 1.0))
+def check_marchenko_pastur_density_edges_and_cdf(gamma):
+    disc = sp.discriminant(MP_EQ, G)
+    roots = sorted(float(r.subs(g, gamma)) for r in sp.solve(sp.Eq(disc, 0), z))
+    a, b = rmt.marchenko_pastur_edges(gamma)
+    np.testing.assert_allclose(roots, [a, b], rtol=1e-10, atol=1e-14)
+    pts = a + (b - a) * np.array([0.05, 0.2, 0.5, 0.8, 0.95])
+    dens = _density_from_G(MP_EQ, pts, {g: gamma})
+    np.testing.assert_allclose(rmt.marchenko_pastur_density(pts, gamma), dens, rtol=1e-8)
+    # the closed-form distribution function is the integral of the derived density
+    import mpmath
+
+    # on the bulk the derived branch is -Im G = sqrt(-disc)/(2 gamma x): integrate it with mpmath
+    dens_expr = sp.sqrt(-sp.discriminant(MP_EQ, G).subs({g: gamma, z: x})) / (2 * gamma * x * sp.pi)
+    f = sp.lambdify(x, dens_expr, "mpmath")
+    np.testing.assert_allclose([float(f(p0)) for p0 in pts], dens, rtol=1e-8)
+    for p0 in pts[[1, 3]]:
+        integral = mpmath.quad(lambda t: mpmath.re(f(t)), [a, p0])
+        assert math.isclose(float(integral), float(rmt.marchenko_pastur_cdf(p0, gamma)), abs_tol=1e-8)
+
+
+@proves("rmt.marchenko_pastur")
+def check_marchenko_pastur_moments_are_narayana():
+    # E tr S^k / p -> sum_j N(k, j) gamma^(j-1) (Narayana numbers): expand G at infinity
+    w = sp.symbols("w")
+    ser = sp.series(G_MP.subs(z, 1 / w) / w, w, 0, 5).removeO()  # G(1/w)/w = sum_k m_k w^k
+    for k in range(1, 4):
+        mk = sp.expand(ser.coeff(w, k))
+        nar = sum(sp.binomial(k, j) * sp.binomial(k, j - 1) / k * g ** (j - 1) for j in range(1, k + 1))
+        assert sp.simplify(mk - nar) == 0
+    # the closed-form density has the same second moment 1 + gamma
+    a, b = rmt.marchenko_pastur_edges(0.3)
+    xs = np.linspace(a, b, 400001)
+    m2 = np.trapezoid(xs**2 * rmt.marchenko_pastur_density(xs, 0.3), xs)
+    assert math.isclose(m2, 1.3, rel_tol=1e-5)
+
+
+@proves("rmt.bbp_wigner")
+@settings(max_examples=8, deadline=None)
+@given(st.floats(0.1, 6.0), st.floats(0.3, 3.0))
+def check_bbp_wigner_outlier_and_overlap(theta, sigma):
+    # det(z - W - theta v v^T) = 0  <=>  1 = theta v^T (z - W)^{-1} v  ->  G_sc(z) = 1/theta
+    sols = [r for r in sp.solve(sp.Eq(G_SC, 1 / th), z)]
+    # G_sc maps (2 sigma, inf) onto (0, 1/sigma): a root outside the bulk exists iff theta > sigma
+    G_edge = sp.simplify(G_SC.subs(z, 2 * s))
+    assert sp.simplify(G_edge - 1 / s) == 0
+    if theta > sigma:
+        vals = [float(r.subs({th: theta, s: sigma})) for r in sols]
+        out = [v for v in vals if v > 2 * sigma]
+        assert len(out) == 1
+        assert math.isclose(out[0], rmt.bbp_wigner_outlier(theta, sigma), rel_tol=1e-12)
+        # eigenvector overlap |<u, v>|^2 = 1 / (theta^2 G'(z)) in absolute value (residue of the resolvent)
+        dG = sp.diff(G_SC, z)
+        ov = float((-1 / (th**2 * dG)).subs({th: theta, s: sigma, z: out[0]}))
+        assert math.isclose(ov, rmt.bbp_wigner_overlap(theta, sigma), rel_tol=1e-10)
+    else:
+        assert rmt.bbp_wigner_outlier(theta, sigma) == 2 * sigma
+        assert rmt.bbp_wigner_overlap(theta, sigma) == 0.0
+
+
+@proves("rmt.bbp_covariance")
+@settings(max_examples=8, deadline=None)
+@given(st.floats(0.2, 10.0), st.floats(0.05, 3.0))
+def check_bbp_covariance_outlier(ell, gamma):
+    # S = Sigma^{1/2} A Sigma^{1/2}, Sigma^{-1} = I - (1 - 1/ell) v v^T: det(z Sigma^{-1} - A) = 0
+    # <=> 1 = z (1 - 1/ell) v^T (z - A)^{-1} v  ->  z G_mp(z) = ell/(ell - 1)
+    G_spike = l / ((l - 1) * z)
+    z_sol = sp.solve(sp.numer(sp.together(MP_EQ.subs(G, G_spike))), z)
+    assert len(z_sol) == 1
+    z_out = z_sol[0]
+    b = (1 + math.sqrt(gamma)) ** 2
+    # at the edge the quadratic has a double root G(b) = (b + gamma - 1)/(2 gamma b); z G increases
+    # to it as z decreases to b, so the spike equation has a root outside the bulk iff
+    # ell/(ell - 1) < b G(b), i.e. ell > ell_c with ell_c/(ell_c - 1) = b G(b)
+    coeffs = sp.Poly(MP_EQ, G).all_coeffs()
+    G_edge = (-coeffs[1] / (2 * coeffs[0])).subs(z, sp.Float(b, 30)).subs(g, gamma)
+    l_c = sp.solve(sp.Eq(l / (l - 1), b * G_edge), l)[0]
+    assert math.isclose(float(l_c), 1 + math.sqrt(gamma), rel_tol=1e-10)
+    if ell > float(l_c):
+        zo = float(z_out.subs({l: ell, g: gamma}))
+        assert zo > b
+        # the spike's G is the physical branch (the root ~ 1/z at infinity) at z_out
+        Gphys = float(G_MP.subs({g: gamma, z: zo}).evalf())
+        assert math.isclose(Gphys, ell / ((ell - 1) * zo), rel_tol=1e-9)
+        assert math.isclose(zo, rmt.bbp_covariance_outlier(ell, gamma), rel_tol=1e-12)
+    else:
+        assert rmt.bbp_covariance_outlier(ell, gamma) == b

@@ -1,0 +1,524 @@
+"""Random-matrix building blocks: Wigner and sample-covariance spectra, and their spiked outliers.
+
+The model. A Wigner (GOE) matrix of size ``n`` and scale ``sigma`` is
+
+    W = sigma (G + G^T) / sqrt(2 n),        G_ij iid N(0, 1),
+
+so off-diagonal entries have variance ``sigma^2 / n`` and the spectrum fills ``[-2 sigma, 2 sigma]``
+with the semicircle density ``rho(x) = sqrt(4 sigma^2 - x^2) / (2 pi sigma^2)``.
+A sample covariance of ``p`` variables from ``n`` samples is ``S = X X^T / n`` with ``X`` of shape
+``(p, n)`` and entries of variance ``sigma^2``; at ratio ``gamma = p / n`` its spectrum follows the
+Marchenko-Pastur law on ``[sigma^2 (1 - sqrt gamma)^2, sigma^2 (1 + sqrt gamma)^2]``
+(an atom ``1 - 1/gamma`` at 0 when ``gamma > 1``).
+
+Spikes (Baik, Ben Arous, Peche transition):
+
+- ``theta v v^T + W``: the top eigenvalue is ``theta + sigma^2 / theta`` when ``theta > sigma``, else
+  the edge ``2 sigma``; the squared overlap of its eigenvector with ``v`` is ``1 - sigma^2/theta^2``
+  above the transition and ``0`` below;
+- population covariance ``I + (ell - 1) v v^T`` at ratio ``gamma``: the top sample eigenvalue is
+  ``ell (1 + gamma / (ell - 1))`` when ``ell > 1 + sqrt(gamma)``, else the edge ``(1 + sqrt gamma)^2``.
+
+Both outlier locations come from the Stieltjes transform ``G`` of the bulk: the additive spike
+solves ``G_sc(z) = 1/theta``, the multiplicative one ``z G_mp(z) - 1 = 1/(ell - 1)``
+(``proofs_check/check_rmt.py`` derives them in sympy).
+
+Finite size. The Kolmogorov-Smirnov distance ``D_n`` between the empirical spectral distribution
+of ``n`` eigenvalues and the limit law is ``O(log n / n)``: the counting function of a beta-ensemble
+has variance ``log(n) / (beta pi^2)`` (Costin and Lebowitz 1995; Gustavsson 2005; O'Rourke 2010),
+so ``F_n`` fluctuates by ``sqrt(log n)/(pi n)`` at each point, and the maximum of this
+log-correlated field over the spectrum is about ``sqrt(2 log n)`` times that; add ``1/n`` for the
+jump of the step function and the deterministic ``O(1/n)`` edge correction. For the real ensembles
+here (``beta = 1``) this is the stated bound
+
+    D_n <= K_n = (1 + sqrt(2) log(n) / pi) / n        (:func:`ks_finite_size_bound`).
+
+The top eigenvalue at the edge fluctuates on the Tracy-Widom scale ``n^(-2/3)`` with mean
+``-1.2065`` (GOE) in those units; an outlier fluctuates on the scale ``n^(-1/2)``; inside the
+critical window ``|theta/sigma - 1| ~ n^(-1/3)`` neither limit applies, and the BBP claims exclude it.
+
+References:
+  Wigner 1958, Ann. Math. 67; Marchenko and Pastur 1967, Math. USSR-Sb. 1.
+  Baik, Ben Arous, Peche 2005, Ann. Probab. 33, arXiv math/0403022.
+  Peche 2006, PTRF 134, arXiv math/0411487 (Wigner spikes); Feral and Peche 2007, arXiv math/0605624.
+  Benaych-Georges and Nadakuditi 2011, Adv. Math. 227, arXiv 0910.2120 (outliers via G(z) = 1/theta).
+  Paul 2007, Stat. Sinica 17 (covariance spike overlap); Johnstone 2001, Ann. Stat. 29 (TW scaling).
+  Tracy and Widom 1996, CMP 177 (GOE mean -1.2065).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, Generator, get_backend
+from .checks import check_int, check_positive, check_range
+from .claims import Measurement, Params, Claim, Tolerance, max_abs_error, param, register
+from .stats import mean_sem
+
+__all__ = [
+    "semicircle_density", "semicircle_cdf", "semicircle_edge",
+    "marchenko_pastur_density", "marchenko_pastur_cdf", "marchenko_pastur_edges",
+    "wigner", "sample_covariance", "spiked_wigner", "spiked_covariance", "spiked_wigner_top",
+    "top_eigenvalues", "ks_distance", "ks_finite_size_bound",
+    "bbp_wigner_outlier", "bbp_wigner_overlap", "bbp_covariance_outlier",
+    "tracy_widom_scale_covariance", "TW1_MEAN", "lanczos_top",
+]
+
+#: Mean of the GOE Tracy-Widom law F_1 (Tracy and Widom 1996; Bornemann 2010, arXiv 0804.2543).
+TW1_MEAN = -1.2065335745820
+
+# --------------------------------------------------------------------------------------------
+# Closed forms: densities, distribution functions, edges, outliers
+
+
+def _check_sigma(sigma: float) -> float:
+    return check_positive("sigma", sigma)
+
+
+def _check_gamma(gamma: float) -> float:
+    return check_positive("gamma", gamma)
+
+
+def _check_n(name: str, n: int) -> int:
+    return check_int(name, n, 2, None)
+
+
+def semicircle_edge(sigma: float = 1.0) -> float:
+    """Right edge ``2 sigma`` of the semicircle law of a Wigner matrix of scale ``sigma``."""
+    return 2.0 * _check_sigma(sigma)
+
+
+def semicircle_density(x: Any, sigma: float = 1.0) -> np.ndarray:
+    """Semicircle density ``rho(x) = sqrt(4 sigma^2 - x^2) / (2 pi sigma^2)`` on ``|x| <= 2 sigma``.
+
+    >>> round(float(semicircle_density(0.0, 1.0)), 6)
+    0.31831
+    """
+    s = _check_sigma(sigma)
+    x = np.asarray(x, dtype=float)
+    return np.sqrt(np.clip(4 * s * s - x * x, 0.0, None)) / (2 * math.pi * s * s)
+
+
+def semicircle_cdf(x: Any, sigma: float = 1.0) -> np.ndarray:
+    """Semicircle distribution ``F(x) = 1/2 + (u sqrt(1 - u^2) + arcsin u) / pi``, ``u = x / (2 sigma)``."""
+    s = _check_sigma(sigma)
+    u = np.clip(np.asarray(x, dtype=float) / (2 * s), -1.0, 1.0)
+    return 0.5 + (u * np.sqrt(1.0 - u * u) + np.arcsin(u)) / math.pi
+
+
+def marchenko_pastur_edges(gamma: float, sigma: float = 1.0) -> tuple[float, float]:
+    """Edges ``sigma^2 (1 -+ sqrt gamma)^2`` of the Marchenko-Pastur law at ratio ``gamma = p/n``."""
+    g = _check_gamma(gamma)
+    s2 = _check_sigma(sigma) ** 2
+    return s2 * (1 - math.sqrt(g)) ** 2, s2 * (1 + math.sqrt(g)) ** 2
+
+
+def marchenko_pastur_density(x: Any, gamma: float, sigma: float = 1.0) -> np.ndarray:
+    """Continuous part ``sqrt((b - x)(x - a)) / (2 pi gamma sigma^2 x)`` of the MP law on ``[a, b]``.
+
+    Args:
+      x: points; gamma: ratio ``p / n`` (> 0); sigma: entry scale (population covariance sigma^2 I).
+    For ``gamma > 1`` the law also has an atom of mass ``1 - 1/gamma`` at 0 (not in this density).
+    """
+    g = _check_gamma(gamma)
+    s2 = _check_sigma(sigma) ** 2
+    a, b = marchenko_pastur_edges(g, 1.0)
+    x = np.asarray(x, dtype=float) / s2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.sqrt(np.clip((b - x) * (x - a), 0.0, None)) / (2 * math.pi * g * x)
+    return np.where((x > a) & (x < b), d, 0.0) / s2
+
+
+def marchenko_pastur_cdf(x: Any, gamma: float, sigma: float = 1.0) -> np.ndarray:
+    """Marchenko-Pastur distribution function (with the atom at 0 when ``gamma > 1``), in closed form.
+
+    With ``x = m + r cos(phi)``, ``m = 1 + gamma``, ``r = 2 sqrt(gamma)``, the density times ``dx`` is
+    ``[(m - r cos phi) - (1 - gamma)^2 / (m + r cos phi)] dphi / (2 pi gamma)``, whose antiderivative is
+    ``I(phi) = m phi - r sin phi - 2 |1 - gamma| arctan(sqrt(a/b) tan(phi/2))``; then
+    ``F(x) = atom + (I(pi) - I(phi(x))) / (2 pi gamma)``.
+    """
+    g = _check_gamma(gamma)
+    s2 = _check_sigma(sigma) ** 2
+    a, b = marchenko_pastur_edges(g, 1.0)
+    m, r = 1.0 + g, 2.0 * math.sqrt(g)
+    x = np.asarray(x, dtype=float) / s2
+    phi = np.arccos(np.clip((x - m) / r, -1.0, 1.0))
+    k = math.sqrt(a / b)
+
+    def anti(ph):
+        return m * ph - r * np.sin(ph) - 2 * abs(1 - g) * np.arctan2(k * np.sin(ph / 2), np.cos(ph / 2))
+
+    atom = max(0.0, 1.0 - 1.0 / g)
+    cont = (anti(math.pi) - anti(phi)) / (2 * math.pi * g)
+    return np.where(x < 0, 0.0, atom + cont)
+
+
+def bbp_wigner_outlier(theta: float, sigma: float = 1.0) -> float:
+    """Top eigenvalue of ``theta v v^T + W``: ``theta + sigma^2/theta`` if ``theta > sigma``, else ``2 sigma``."""
+    t = check_range("theta", theta, 0.0, None)
+    s = _check_sigma(sigma)
+    return t + s * s / t if t > s else 2.0 * s
+
+
+def bbp_wigner_overlap(theta: float, sigma: float = 1.0) -> float:
+    """Squared overlap ``|<u, v>|^2`` of the top eigenvector: ``1 - sigma^2/theta^2`` above, 0 below."""
+    t = check_range("theta", theta, 0.0, None)
+    s = _check_sigma(sigma)
+    return 1.0 - (s / t) ** 2 if t > s else 0.0
+
+
+def bbp_covariance_outlier(ell: float, gamma: float) -> float:
+    """Top sample eigenvalue for population covariance ``I + (ell - 1) v v^T`` at ratio ``gamma``.
+
+    ``ell (1 + gamma / (ell - 1))`` when ``ell > 1 + sqrt(gamma)``, else the edge ``(1 + sqrt gamma)^2``.
+    """
+    l = check_positive("ell", ell)
+    g = _check_gamma(gamma)
+    c = 1.0 + math.sqrt(g)
+    return l * (1.0 + g / (l - 1.0)) if l > c else c * c
+
+
+def tracy_widom_scale_covariance(p: int, n: int) -> float:
+    """Tracy-Widom scale of the top eigenvalue of ``X X^T / n`` (Johnstone 2001, eq. 1.4, divided by n)."""
+    p = _check_n("p", p)
+    n = _check_n("n", n)
+    return (math.sqrt(n) + math.sqrt(p)) * (1 / math.sqrt(n) + 1 / math.sqrt(p)) ** (1 / 3) / n
+
+
+def ks_finite_size_bound(n: int) -> float:
+    """Stated bound ``K_n = (1 + sqrt(2) log(n) / pi) / n`` on the mean KS distance of ``n`` eigenvalues.
+
+    See the module docstring: counting-function variance ``log(n)/(pi^2 n^2)`` (beta = 1), the maximum
+    of a log-correlated field (``sqrt(2 log n)`` standard deviations), plus ``1/n`` for the step and the
+    edge correction.
+    """
+    n = _check_n("n", n)
+    return (1.0 + math.sqrt(2.0) * math.log(n) / math.pi) / n
+
+
+# --------------------------------------------------------------------------------------------
+# Samplers (batched: leading axis = independent replicates; numpy or torch through the Backend)
+
+
+def _rng(backend: Backend | str | None, seed: int | None, rng: Generator | None) -> Generator:
+    if rng is not None:
+        return rng
+    be = get_backend(backend or "numpy") if not isinstance(backend, Backend) else backend
+    return be.rng(0 if seed is None else seed)
+
+
+def wigner(batch: int, n: int, sigma: float = 1.0, *, backend: Backend | str | None = None,
+           seed: int | None = None, rng: Generator | None = None) -> Any:
+    """``batch`` GOE matrices ``sigma (G + G^T)/sqrt(2n)``, shape ``(batch, n, n)``.
+
+    >>> wigner(2, 3, seed=0).shape
+    (2, 3, 3)
+    """
+    batch = check_int("batch", batch, 1, None)
+    n = _check_n("n", n)
+    s = _check_sigma(sigma)
+    g = _rng(backend, seed, rng)
+    xp = g.backend.xp
+    G = g.normal((batch, n, n))
+    return (G + xp.permute_dims(G, (0, 2, 1))) * (s / math.sqrt(2 * n))
+
+
+def spiked_wigner(batch: int, n: int, theta: float, sigma: float = 1.0, **kw: Any) -> Any:
+    """``theta e_1 e_1^T + W`` (by the rotation invariance of W, ``v = e_1`` loses no generality)."""
+    t = check_range("theta", theta, 0.0, None)
+    W = wigner(batch, n, sigma, **kw)
+    W[:, 0, 0] = W[:, 0, 0] + t
+    return W
+
+
+def _samples(batch: int, p: int, n: int, sigma: float, ell: float, kw: dict) -> Any:
+    g = _rng(kw.get("backend"), kw.get("seed"), kw.get("rng"))
+    X = g.normal((batch, p, n), scale=sigma)
+    if ell != 1.0:
+        X[:, 0, :] = X[:, 0, :] * math.sqrt(ell)
+    return X, g.backend.xp
+
+
+def sample_covariance(batch: int, p: int, gamma: float, sigma: float = 1.0, **kw: Any) -> Any:
+    """``batch`` matrices ``X X^T / n`` with ``X`` of shape ``(p, n)``, ``n = round(p / gamma)``."""
+    batch = check_int("batch", batch, 1, None)
+    p = _check_n("p", p)
+    g = _check_gamma(gamma)
+    s = _check_sigma(sigma)
+    n = _check_n("n", max(1, round(p / g)))
+    X, xp = _samples(batch, p, n, s, 1.0, kw)
+    return X @ xp.permute_dims(X, (0, 2, 1)) / n
+
+
+def spiked_covariance(batch: int, p: int, gamma: float, ell: float, **kw: Any) -> Any:
+    """Sample covariances of ``n = round(p/gamma)`` samples of ``N(0, I + (ell - 1) e_1 e_1^T)``."""
+    batch = check_int("batch", batch, 1, None)
+    p = _check_n("p", p)
+    g = _check_gamma(gamma)
+    l = check_positive("ell", ell)
+    n = _check_n("n", max(1, round(p / g)))
+    X, xp = _samples(batch, p, n, 1.0, l, kw)
+    return X @ xp.permute_dims(X, (0, 2, 1)) / n
+
+
+def top_eigenvalues(A: Any, backend: Backend | str | None = None) -> Any:
+    """Largest eigenvalue of each symmetric matrix in a stack ``(batch, n, n)`` (one batched call)."""
+    xp = (backend if isinstance(backend, Backend) else get_backend(backend or
+          ("torch" if hasattr(A, "detach") else "numpy"))).xp
+    return xp.linalg.eigvalsh(A)[..., -1]
+
+
+def ks_distance(eigenvalues: Any, cdf) -> np.ndarray:
+    """Kolmogorov-Smirnov distance ``sup_x |F_n(x) - F(x)|`` of each row of ``eigenvalues``.
+
+    ``D = max_i max(i/n - F(x_(i)), F(x_(i)) - (i-1)/n)`` over the sorted row; ``cdf`` is a continuous
+    limit distribution function (a numpy callable).
+    """
+    e = np.sort(Backend.to_numpy(eigenvalues), axis=-1)
+    n = e.shape[-1]
+    if n < 2:
+        raise ValueError(f"eigenvalues has {n} entries per row: n must be in [2, inf)")
+    F = cdf(e)
+    i = np.arange(1, n + 1)
+    return np.maximum((i / n - F).max(axis=-1), (F - (i - 1) / n).max(axis=-1))
+
+
+# --------------------------------------------------------------------------------------------
+# Claims
+
+_Z = 3.0  # z-value of every Monte Carlo tolerance below (two-sided 0.27%)
+
+
+@dataclass(frozen=True)
+class SemicircleParams(Params):
+    sigma: float = param(1.0, low=0, low_open=True, domain=(0.1, 10.0), log=True,
+                         doc="Wigner scale sigma (edge 2 sigma)")
+    n: int = param(300, low=2, integer=True, domain=(100, 500), doc="matrix size n")
+    replicates: int = param(16, low=2, integer=True, domain=(8, 24), doc="independent matrices")
+
+
+def _measure_semicircle(p: SemicircleParams, backend: Backend, seed: int) -> Measurement:
+    W = wigner(p.replicates, p.n, p.sigma, rng=backend.rng(seed))
+    eig = backend.xp.linalg.eigvalsh(W)
+    D = ks_distance(eig, lambda x: semicircle_cdf(x, p.sigma))
+    m, se = mean_sem(D)
+    return Measurement(value=float(m), stderr=float(se), info={"ks_max": float(D.max()), "n": p.n})
+
+
+register(Claim(
+    id="rmt.semicircle",
+    statement=("The empirical spectral distribution of an n x n GOE matrix of scale sigma is within "
+               "Kolmogorov-Smirnov distance K_n = (1 + sqrt(2) log(n)/pi)/n of the semicircle law on "
+               "[-2 sigma, 2 sigma] (predicted: the limit distance 0; measured: mean KS over replicates)."),
+    reference=("Wigner 1958; finite-size bound stated here from the counting-function variance "
+               "log(n)/(beta pi^2) (Gustavsson 2005; O'Rourke 2010, arXiv 0909.0527) and Gotze and "
+               "Tikhomirov 2005 (O(log^b n / n) rates)"),
+    params=SemicircleParams,
+    predicted=lambda p: 0.0,
+    measured=_measure_semicircle,
+    error=max_abs_error,
+    tolerance=lambda p, m, be: Tolerance(
+        ks_finite_size_bound(p.n) + _Z * (m.stderr or 0.0),
+        "finite-size bound K_n = (1 + sqrt(2) log n / pi)/n on the mean KS distance, plus 3 standard "
+        "errors of the replicate mean"),
+    sweep="n", sweep_values=(100, 200, 400),
+    summary_label="mean KS distance",
+))
+
+
+@dataclass(frozen=True)
+class MarchenkoPasturParams(Params):
+    gamma: float = param(0.5, low=0, high=1, low_open=True, domain=(0.2, 1.0), log=True,
+                         doc="ratio gamma = p / n (the claim is stated for gamma <= 1)")
+    p: int = param(300, low=2, integer=True, domain=(100, 300), doc="dimension p (number of eigenvalues)")
+    sigma: float = param(1.0, low=0, low_open=True, domain=(0.3, 3.0), log=True, doc="entry scale sigma")
+    replicates: int = param(16, low=2, integer=True, domain=(8, 24), doc="independent matrices")
+
+
+def _measure_mp(p: MarchenkoPasturParams, backend: Backend, seed: int) -> Measurement:
+    S = sample_covariance(p.replicates, p.p, p.gamma, p.sigma, rng=backend.rng(seed))
+    eig = backend.xp.linalg.eigvalsh(S)
+    D = ks_distance(eig, lambda x: marchenko_pastur_cdf(x, p.gamma, p.sigma))
+    m, se = mean_sem(D)
+    return Measurement(value=float(m), stderr=float(se), info={"ks_max": float(D.max()),
+                                                               "n_samples": round(p.p / p.gamma)})
+
+
+register(Claim(
+    id="rmt.marchenko_pastur",
+    statement=("The eigenvalues of X X^T / n (X of shape p x n, entries N(0, sigma^2), gamma = p/n <= 1) are "
+               "within Kolmogorov-Smirnov distance K_p = (1 + sqrt(2) log(p)/pi)/p of the Marchenko-Pastur "
+               "law on [sigma^2 (1 - sqrt gamma)^2, sigma^2 (1 + sqrt gamma)^2]."),
+    reference="Marchenko and Pastur 1967; finite-size bound as for rmt.semicircle (beta = 1 ensemble)",
+    params=MarchenkoPasturParams,
+    predicted=lambda p: 0.0,
+    measured=_measure_mp,
+    error=max_abs_error,
+    tolerance=lambda p, m, be: Tolerance(
+        ks_finite_size_bound(p.p) + _Z * (m.stderr or 0.0),
+        "finite-size bound K_p = (1 + sqrt(2) log p / pi)/p on the mean KS distance, plus 3 standard errors"),
+    sweep="gamma", sweep_values=(0.2, 0.5, 1.0),
+    summary_label="mean KS distance",
+))
+
+#: Width of the excluded critical window, in units of n^(-1/3) (the BBP window scale).
+BBP_WINDOW = 2.0
+
+
+@dataclass(frozen=True)
+class BBPWignerParams(Params):
+    theta: float = param(3.0, low=0, domain=(0.05, 5.0), doc="spike strength theta")
+    sigma: float = param(1.0, low=0, low_open=True, domain=(0.5, 2.0), doc="Wigner scale sigma")
+    n: int = param(300, low=2, integer=True, domain=(150, 400), doc="matrix size n")
+    replicates: int = param(16, low=2, integer=True, domain=(12, 24), doc="independent matrices")
+
+    def check(self) -> None:
+        w = BBP_WINDOW * self.n ** (-1 / 3)
+        if abs(self.theta / self.sigma - 1.0) < w:
+            raise ValueError(
+                f"theta={self.theta!r} is inside the critical window: the claim needs |theta/sigma - 1| >= "
+                f"{BBP_WINDOW:g} n^(-1/3) = {w:.3g} (finite-size effects dominate there)")
+
+
+def spiked_wigner_top(batch: int, n: int, theta: float, sigma: float = 1.0, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Simulated top eigenvalue and squared overlap ``|<u, e1>|^2`` of ``batch`` spiked Wigner matrices."""
+    A = spiked_wigner(batch, n, theta, sigma, **kw)
+    g = _rng(kw.get("backend"), kw.get("seed"), kw.get("rng"))
+    vals, vecs = g.backend.xp.linalg.eigh(A)
+    return Backend.to_numpy(vals[:, -1]), Backend.to_numpy(vecs[:, 0, -1]) ** 2
+
+
+def _measure_bbp_wigner(p: BBPWignerParams, backend: Backend, seed: int) -> Measurement:
+    lam, ov = spiked_wigner_top(p.replicates, p.n, p.theta, p.sigma, rng=backend.rng(seed))
+    (ml, mo), (sl, so) = mean_sem(np.stack([lam, ov], axis=1))
+    return Measurement(value=[float(ml), float(mo)], stderr=[float(sl), float(so)],
+                       info={"top_eigenvalue_sd": float(lam.std(ddof=1))})
+
+
+def _tol_bbp_wigner(p: BBPWignerParams, m: Measurement, be: Backend) -> Tolerance:
+    se = max(m.stderr) if m.stderr else 0.0
+    edge_bias = abs(TW1_MEAN) * p.sigma * p.n ** (-2 / 3)
+    r = min(p.theta, p.sigma) / max(p.theta, p.sigma)
+    overlap_bias = 1.0 / (p.n * (1.0 - r) ** 2)
+    return Tolerance(_Z * se + max(edge_bias, overlap_bias),
+                     "3 standard errors of the replicate means, plus the larger finite-size bias: Tracy-Widom "
+                     "mean |E TW1| sigma n^(-2/3) at the edge, or 1/(n (1 - r)^2) for the overlap of an "
+                     "eigenvector near the bulk (r = min/max of theta, sigma)")
+
+
+register(Claim(
+    id="rmt.bbp_wigner",
+    statement=("For theta e1 e1^T + W (W GOE with edge 2 sigma), the top eigenvalue is theta + sigma^2/theta "
+               "and its eigenvector's squared overlap with e1 is 1 - sigma^2/theta^2 when theta > sigma; "
+               "below, 2 sigma and 0. Asserted outside the critical window |theta/sigma - 1| < 2 n^(-1/3), "
+               "where finite-size effects dominate and neither form holds at finite n."),
+    reference="Peche 2006 (arXiv math/0411487); Benaych-Georges and Nadakuditi 2011 (arXiv 0910.2120), Sec. 3.1",
+    params=BBPWignerParams,
+    predicted=lambda p: [bbp_wigner_outlier(p.theta, p.sigma), bbp_wigner_overlap(p.theta, p.sigma)],
+    measured=_measure_bbp_wigner,
+    error=max_abs_error,
+    tolerance=_tol_bbp_wigner,
+    sweep="theta", sweep_values=(0.3, 0.5, 2.0, 3.0),
+    summary=lambda v: v[0], summary_label="top eigenvalue",
+))
+
+
+@dataclass(frozen=True)
+class BBPCovarianceParams(Params):
+    ell: float = param(4.0, low=0, low_open=True, domain=(0.2, 8.0), doc="population spike ell")
+    gamma: float = param(0.5, low=0, low_open=True, domain=(0.25, 2.0), log=True, doc="ratio gamma = p / n")
+    p: int = param(200, low=2, integer=True, domain=(100, 250), doc="dimension p")
+    replicates: int = param(16, low=2, integer=True, domain=(12, 24), doc="independent matrices")
+
+    def check(self) -> None:
+        w = BBP_WINDOW * self.p ** (-1 / 3)
+        if abs((self.ell - 1.0) / math.sqrt(self.gamma) - 1.0) < w:
+            raise ValueError(
+                f"ell={self.ell!r} is inside the critical window: the claim needs |(ell - 1)/sqrt(gamma) - 1| >= "
+                f"{BBP_WINDOW:g} p^(-1/3) = {w:.3g} (finite-size effects dominate there)")
+
+
+def _measure_bbp_cov(p: BBPCovarianceParams, backend: Backend, seed: int) -> Measurement:
+    S = spiked_covariance(p.replicates, p.p, p.gamma, p.ell, rng=backend.rng(seed))
+    lam = Backend.to_numpy(top_eigenvalues(S, backend))
+    m, se = mean_sem(lam)
+    return Measurement(value=float(m), stderr=float(se))
+
+
+def _tol_bbp_cov(p: BBPCovarianceParams, m: Measurement, be: Backend) -> Tolerance:
+    n = max(2, round(p.p / p.gamma))
+    edge = (1 + math.sqrt(p.gamma)) ** 2
+    scale = max(1.0, bbp_covariance_outlier(p.ell, p.gamma) / edge)
+    # Johnstone's centring (sqrt(n - 1) + sqrt(p))^2 / n differs from the limit edge at order 1/n
+    centring = abs((math.sqrt(n - 1) + math.sqrt(p.p)) ** 2 / n - edge)
+    bias = (abs(TW1_MEAN) * tracy_widom_scale_covariance(p.p, n) + centring) * scale
+    return Tolerance(_Z * (m.stderr or 0.0) + bias,
+                     "3 standard errors of the replicate mean, plus the finite-size bias: Johnstone's (2001) "
+                     "centring offset and |E TW1| times his Tracy-Widom scale, scaled by outlier/edge above "
+                     "the transition")
+
+
+register(Claim(
+    id="rmt.bbp_covariance",
+    statement=("For n = p/gamma samples of N(0, I + (ell - 1) e1 e1^T), the top eigenvalue of the sample "
+               "covariance is ell (1 + gamma/(ell - 1)) when ell > 1 + sqrt(gamma), else the edge "
+               "(1 + sqrt(gamma))^2. Asserted outside the critical window |(ell - 1)/sqrt(gamma) - 1| < 2 p^(-1/3)."),
+    reference="Baik, Ben Arous, Peche 2005 (arXiv math/0403022); Baik and Silverstein 2006; Paul 2007",
+    params=BBPCovarianceParams,
+    predicted=lambda p: bbp_covariance_outlier(p.ell, p.gamma),
+    measured=_measure_bbp_cov,
+    error=max_abs_error,
+    tolerance=_tol_bbp_cov,
+    sweep="ell", sweep_values=(0.5, 1.1, 3.0, 5.0),
+    summary_label="top eigenvalue",
+))
+
+
+# --------------------------------------------------------------------------------------------
+# Batched Lanczos: top eigenvalues of a stack of symmetric operators in one array program
+
+
+def lanczos_top(matvec, v0: Any, iters: int = 40, backend: Backend | str | None = None) -> tuple[Any, Any]:
+    """Largest eigenvalue of each operator in a batch by Lanczos with full reorthogonalisation.
+
+    ``matvec(V)`` applies the batch of symmetric operators to ``V`` of shape ``(batch, n)``; ``v0`` is the
+    start ``(batch, n)``. Every step is one batched product, so a stack of operators is handled by
+    one array program (numpy's batched ``eigvalsh`` loops over the stack internally and costs O(n^3)
+    per matrix; this costs ``iters`` products). Returns ``(top Ritz values, residual bounds)``; the
+    residual bound ``beta_k |s_k|`` is a rigorous bound on the distance to an eigenvalue.
+
+    References: Lanczos 1950; Golub and Van Loan, Matrix Computations, Sec. 10.1.
+    """
+    be = backend if isinstance(backend, Backend) else get_backend(
+        backend or ("torch" if hasattr(v0, "detach") else "numpy"))
+    xp = be.xp
+    iters = check_int("iters", iters, 2, None)
+    q = v0 / xp.linalg.vector_norm(v0, axis=-1, keepdims=True)
+    Q = [q]
+    alphas, betas = [], []
+    for k in range(iters):
+        w = matvec(Q[-1])
+        a = xp.sum(w * Q[-1], axis=-1)
+        alphas.append(a)
+        Qs = xp.stack(Q, axis=-1)                                   # (batch, n, k+1)
+        # full reorthogonalisation (twice is enough, Kahan-Parlett)
+        for _ in range(2):
+            w = w - (Qs @ (xp.permute_dims(Qs, (0, 2, 1)) @ w[..., None]))[..., 0]
+        b = xp.linalg.vector_norm(w, axis=-1)
+        if k == iters - 1:
+            break
+        betas.append(b)
+        Q.append(w / b[:, None])
+    T = xp.zeros((v0.shape[0], iters, iters), dtype=v0.dtype) if be.name == "numpy" else \
+        xp.zeros((v0.shape[0], iters, iters), dtype=v0.dtype, device=v0.device)
+    for i, a in enumerate(alphas):
+        T[:, i, i] = a
+    for i, bb in enumerate(betas):
+        T[:, i, i + 1] = bb
+        T[:, i + 1, i] = bb
+    evals, evecs = xp.linalg.eigh(T)
+    return evals[:, -1], b * xp.abs(evecs[:, -1, -1])

@@ -1,0 +1,132 @@
+"""solvable.rmt: closed forms against library oracles and limits, samplers, KS statistic, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from solvable import rmt
+from solvable.claims import get
+
+
+# ---- closed forms ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 2.5])
+def test_semicircle_density_integrates_to_cdf(sigma):
+    for x in (-1.5 * sigma, 0.0, 0.7 * sigma, 2 * sigma):
+        val, err = integrate.quad(rmt.semicircle_density, -2 * sigma, x, args=(sigma,))
+        assert math.isclose(val, float(rmt.semicircle_cdf(x, sigma)), abs_tol=1e-9 + err)
+    assert rmt.semicircle_cdf(-3 * sigma, sigma) == 0.0 and rmt.semicircle_cdf(3 * sigma, sigma) == 1.0
+
+
+@pytest.mark.parametrize("gamma", [0.1, 0.5, 1.0, 2.0])
+def test_marchenko_pastur_density_integrates_to_cdf(gamma):
+    a, b = rmt.marchenko_pastur_edges(gamma)
+    atom = max(0.0, 1 - 1 / gamma)
+    for x in (a + 0.3 * (b - a), a + 0.8 * (b - a), b):
+        val, err = integrate.quad(rmt.marchenko_pastur_density, a, x, args=(gamma,), limit=200)
+        assert math.isclose(atom + val, float(rmt.marchenko_pastur_cdf(x, gamma)), abs_tol=1e-7 + err)
+    assert math.isclose(float(rmt.marchenko_pastur_cdf(b * 1.01, gamma)), 1.0, abs_tol=1e-12)
+
+
+def test_marchenko_pastur_scale_sigma():
+    # X with entries of variance sigma^2: eigenvalues scale by sigma^2
+    np.testing.assert_allclose(rmt.marchenko_pastur_cdf(2.0 * 4, 0.5, 2.0), rmt.marchenko_pastur_cdf(2.0, 0.5))
+    assert rmt.marchenko_pastur_edges(0.25, 2.0) == (4 * 0.25, 4 * 2.25)
+
+
+def test_outliers_are_continuous_at_the_transition():
+    for s in (0.5, 1.0, 3.0):
+        assert math.isclose(rmt.bbp_wigner_outlier(s * (1 + 1e-12), s), 2 * s, rel_tol=1e-9)
+        assert rmt.bbp_wigner_overlap(s * (1 + 1e-12), s) < 1e-9
+    for g in (0.1, 1.0, 4.0):
+        lc = 1 + math.sqrt(g)
+        assert math.isclose(rmt.bbp_covariance_outlier(lc * (1 + 1e-10), g), lc**2, rel_tol=1e-8)
+    # large spikes: the outlier tends to the spike itself and the overlap to 1
+    assert math.isclose(rmt.bbp_wigner_outlier(1e6, 1.0), 1e6, rel_tol=1e-9)
+    assert math.isclose(rmt.bbp_covariance_outlier(1e6, 0.5), 1e6, rel_tol=1e-5)
+
+
+# ---- samplers and statistics ---------------------------------------------------------------
+
+
+def test_wigner_is_symmetric_with_the_right_variance():
+    W = rmt.wigner(4, 200, 2.0, seed=1)
+    np.testing.assert_array_equal(W, np.transpose(W, (0, 2, 1)))
+    off = W[:, np.triu_indices(200, 1)[0], np.triu_indices(200, 1)[1]]
+    # 4 * 19900 entries: the variance estimate has relative standard error sqrt(2/79600) = 0.5%
+    assert math.isclose(off.var() * 200, 4.0, rel_tol=5 * math.sqrt(2 / off.size))
+
+
+def test_same_seed_same_numbers_and_batch_axis():
+    a = rmt.spiked_covariance(3, 20, 0.5, 3.0, seed=7)
+    b = rmt.spiked_covariance(3, 20, 0.5, 3.0, seed=7)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (3, 20, 20)
+
+
+def test_ks_distance_matches_scipy():
+    e = rmt.wigner(1, 150, seed=2)
+    ev = np.linalg.eigvalsh(e)
+    ours = rmt.ks_distance(ev, rmt.semicircle_cdf)[0]
+    ref = stats.kstest(ev[0], rmt.semicircle_cdf).statistic
+    assert math.isclose(ours, ref, rel_tol=1e-12)
+
+
+def test_ks_bound_discriminates_a_wrong_law():
+    # the stated finite-size bound is met by the right law and violated by a 10% wrong scale
+    ev = np.linalg.eigvalsh(rmt.wigner(8, 300, 1.0, seed=3))
+    right = rmt.ks_distance(ev, rmt.semicircle_cdf).mean()
+    wrong = rmt.ks_distance(ev, lambda x: rmt.semicircle_cdf(x, 1.1)).mean()
+    K = rmt.ks_finite_size_bound(300)
+    assert right < K < wrong
+
+
+def test_ks_scales_like_log_n_over_n():
+    # the mean KS distance times n / log n stays below the bound's constant at two sizes
+    ratios = []
+    for n in (100, 400):
+        ev = np.linalg.eigvalsh(rmt.wigner(8, n, seed=n))
+        ratios.append(rmt.ks_distance(ev, rmt.semicircle_cdf).mean() * n)
+    for n, r in zip((100, 400), ratios):
+        assert r < rmt.ks_finite_size_bound(n) * n
+    # a 4x larger matrix has a KS distance about 4 / (log 400 / log 100) = 3 times smaller: more than 2
+    assert ratios[0] / 100 > 2 * ratios[1] / 400
+
+
+def test_top_eigenvalues_torch_matches_numpy_on_same_data(backend):
+    A = rmt.wigner(3, 50, seed=4)
+    top = backend.to_numpy(rmt.top_eigenvalues(backend.asarray(A), backend))
+    tol = 50 * backend.eps * 50
+    np.testing.assert_allclose(top, np.linalg.eigvalsh(A)[:, -1], rtol=tol)
+
+
+@pytest.mark.parametrize("cid", ["rmt.semicircle", "rmt.bbp_wigner"])
+def test_claims_on_each_backend(cid, backend_device):
+    c = get(cid)
+    p = c.params(replicates=12, n=200) if cid == "rmt.semicircle" else c.params(replicates=12, n=200)
+    v = c.check(p, backend=backend_device[0], device=backend_device[1], seed=1)
+    assert v.passed, v
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: rmt.marchenko_pastur_density(1.0, 0.0), "gamma"),
+    (lambda: rmt.marchenko_pastur_cdf(1.0, -1.0), "gamma"),
+    (lambda: rmt.semicircle_density(0.0, 0.0), "sigma"),
+    (lambda: rmt.wigner(1, 1), "n"),
+    (lambda: rmt.sample_covariance(1, 1, 0.5), "p"),
+    (lambda: rmt.bbp_wigner_outlier(1.0, -2.0), "sigma"),
+    (lambda: rmt.bbp_covariance_outlier(2.0, 0.0), "gamma"),
+    (lambda: rmt.ks_finite_size_bound(1), "n"),
+    (lambda: get("rmt.bbp_wigner").params(theta=1.0, sigma=1.0), "theta"),
+    (lambda: get("rmt.bbp_covariance").params(ell=1.7, gamma=0.5), "ell"),
+    (lambda: get("rmt.marchenko_pastur").params(gamma=0.0), "gamma"),
+])
+def test_bad_input_names_the_parameter(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()

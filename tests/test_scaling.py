@@ -1,0 +1,150 @@
+"""solvable.scaling: exact thresholds against oracles and limits, simulators, sampling, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+
+from solvable import rmt, scaling
+from solvable.backend import get_backend
+from solvable.stats import loglog_slope
+
+
+@pytest.fixture(scope="module")
+def data():
+    return scaling.dataset(256, 16, noise=1.0, seed=1)
+
+
+# ---- closed forms ----------------------------------------------------------------------------
+
+
+def test_noise_factor_limits():
+    assert scaling.batch_noise_factor(1, 50, "with") == 1.0
+    assert scaling.batch_noise_factor(1, 50, "without") == 1.0      # one example: same either way
+    assert scaling.batch_noise_factor(50, 50, "without") == 0.0     # the full batch has no noise
+    assert scaling.batch_noise_factor(500, 50, "with") == 1 / 500   # with replacement B may exceed N
+
+
+def test_full_batch_without_replacement_is_gradient_descent(data):
+    X, _ = data
+    eta = scaling.ms_threshold(X, X.shape[0], "without")
+    lam = np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1]
+    assert math.isclose(eta, 2.0 / lam, rel_tol=1e-9)
+
+
+def test_threshold_below_gd_and_increasing_in_B(data):
+    X, _ = data
+    gd = 2.0 / np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1]
+    etas = [scaling.ms_threshold(X, b, "with") for b in (1, 4, 16, 64, 256)]
+    assert all(a < b for a, b in zip(etas, etas[1:])) and etas[-1] < gd
+
+
+def test_finite_n_threshold_approaches_the_isotropic_population_formula():
+    # the empirical fourth moments converge to Isserlis' at rate N^(-1/2): the error must shrink
+    # (0.01 is 2.5 x the N^(-1/2) scale 1/sqrt(3200) times d/(B + d + 1))
+    errs = []
+    for N in (200, 3200):
+        X, _ = scaling.dataset(N, 8, seed=2)
+        errs.append(abs(scaling.ms_threshold(X, 2) / scaling.ms_threshold_isotropic(2, 8) - 1))
+    assert errs[1] < errs[0] and errs[1] < 0.01
+
+
+def test_linear_exponent_and_critical_batch_size_of_the_population_formula():
+    # eta = 2B/(B + d + 1): slope -> 1 for B << d, B* = d + 1 exactly
+    d = 400
+    fit = loglog_slope([1, 2], [scaling.ms_threshold_isotropic(b, d) for b in (1, 2)])
+    assert abs(fit.slope - 1) < 3 / (d + 1)
+    Bs = [1, 4, 16, 64, 256, 1024]
+    bstar, *_ = scaling._fit_bstar(Bs, [scaling.ms_threshold_isotropic(b, d) for b in Bs], 10**9, "with")
+    assert math.isclose(bstar, d + 1, rel_tol=1e-9)
+
+
+def test_rmt_rule_matches_in_the_linear_regime_and_is_conservative_near_Bstar():
+    d = 400
+    for B, lo, hi in ((1, 0.85, 1.0), (d, 0.45, 0.55), (10**4 * d, 0.95, 1.0)):
+        ratio = scaling.rmt_threshold(1.0, d, 10**9, B, "without") / scaling.ms_threshold_isotropic(B, d)
+        assert lo < ratio <= hi, (B, ratio)
+
+
+def test_batch_hessian_top_without_replacement_is_spiked_mp():
+    for ell, d, B in ((4.0, 100, 50), (1.2, 100, 400), (0.5, 50, 25)):
+        assert math.isclose(scaling.batch_hessian_top(ell, d, 800, B, "without"),
+                            rmt.bbp_covariance_outlier(ell, d / B), rel_tol=1e-9)
+
+
+def test_adam_threshold_rises_as_sqrt_B_then_falls(data):
+    X, r = data
+    etas = [scaling.adam_threshold(X, r, b, "with") for b in (1, 2, 4, 64, 256, 1024)]
+    slope_small = loglog_slope([1, 2], etas[:2]).slope
+    slope_large = loglog_slope([256, 1024], etas[4:]).slope
+    assert 0.3 < slope_small <= 0.5 and -0.5 <= slope_large < -0.3
+
+
+# ---- simulators ------------------------------------------------------------------------------
+
+
+def test_growth_sign_brackets_the_exact_threshold(data, backend):
+    X, _ = data
+    eta = scaling.ms_threshold(X, 4, "with")
+    est, se = scaling.sgd_growth(X, 4, [0.8 * eta, 1.2 * eta], 16, 200, "with", backend, seed=0)
+    assert est[0] < -3 * se[0] and est[1] > 3 * se[1]
+
+
+def test_divergence_never_overflows(data):
+    X, _ = data
+    est, se = scaling.sgd_growth(X, 2, [50.0], 4, 64, "with", get_backend("numpy"), seed=0)
+    assert np.isfinite(est).all() and est[0] > 0
+
+
+def test_same_seed_same_numbers(data):
+    X, _ = data
+    be = get_backend("numpy")
+    a = scaling.sgd_growth(X, 2, [0.1, 0.2], 4, 40, "without", be, seed=5)
+    b = scaling.sgd_growth(X, 2, [0.1, 0.2], 4, 40, "without", be, seed=5)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_bisection_finds_the_exact_threshold(data):
+    X, _ = data
+    be = get_backend("numpy")
+    for B, sampling in ((2, "with"), (8, "without")):
+        eta, se, info = scaling.bisect_threshold(X, B, sampling, be, seed=1, seeds=16)
+        exact = scaling.ms_threshold(X, B, sampling)
+        assert abs(eta / exact - 1) <= 3 * se + info["bias"], (B, eta, exact, se, info)
+
+
+def test_without_replacement_draws_are_uniform_subsets(backend):
+    g = backend.rng(0)
+    for B in (3, 40):
+        idx = backend.to_numpy(scaling._draw(g, 50, B, (4000,), "without")).astype(int)
+        assert all(len(set(row)) == B for row in idx)
+        counts = np.bincount(idx.ravel(), minlength=50)
+        # each index appears with probability B/50 per row: binomial standard error, 5 sigma
+        expect = 4000 * B / 50
+        assert np.all(np.abs(counts - expect) < 5 * math.sqrt(expect))
+
+
+def test_preconditioner_estimate_matches_noise_second_moment(data):
+    X, r = data
+    P = scaling.estimate_preconditioner(X, r, 4, "with", get_backend("numpy"), seed=0, batches=4096)
+    exact = np.sqrt(scaling.gradient_noise(X, r) / 4)
+    # a 4096-batch mean square has relative error <= ~sqrt(2/4096) times the kurtosis factor: 5 sigma
+    np.testing.assert_allclose(P, exact, rtol=5 * 0.5 * math.sqrt(8 / 4096))
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: scaling.batch_noise_factor(0, 10), "B"),
+    (lambda: scaling.batch_noise_factor(11, 10, "without"), "B"),
+    (lambda: scaling.batch_noise_factor(2, 10, "sometimes"), "sampling"),
+    (lambda: scaling.batch_hessian_top(2.0, 10, 100, 5, "without", scale=1.0) and
+     scaling.batch_hessian_top(-1.0, 10, 100, 5), "ell"),
+    (lambda: scaling.ms_threshold_isotropic(0, 10), "B"),
+    (lambda: scaling.dataset(1, 3), "N"),
+    (lambda: scaling.adam_threshold(*scaling.dataset(20, 3, noise=1.0), 20, "without"), "B"),
+])
+def test_bad_input_names_the_parameter(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
