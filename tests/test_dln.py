@@ -1,0 +1,263 @@
+"""Tests of solvable.dln beyond the generic claim tests: gradients against autodiff, batching,
+backends, the discretisation order, limits, flooding, bad input and divergence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from solvable import dln, gr
+from solvable.stats import loglog_slope
+from solvable.testing import assert_close
+
+
+@pytest.fixture(scope="module")
+def data():
+    return dln.make_data(12, 30, 2, 7)
+
+
+def _theta(rng, d):
+    return np.concatenate([rng.uniform(0.2, 1.5, d), rng.uniform(0.2, 1.5, d)])
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+def test_make_data_same_seed_same_numbers_and_shapes():
+    a = dln.make_data(5, 9, 3, 11)
+    b = dln.make_data(5, 9, 3, 11)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    X, y, beta = dln.make_data(5, 9, 3, 11, batch=4)
+    assert X.shape == (4, 5, 9) and y.shape == (4, 5) and beta.shape == (4, 9)
+    assert np.all(np.sum(beta != 0, axis=1) == 3)
+    np.testing.assert_allclose(np.einsum("bnd,bd->bn", X, beta), y, rtol=1e-14)
+
+
+def test_gradient_and_hvp_match_torch_double_backprop(data):
+    """The analytic gradient and Hessian-vector product agree with torch.func (double backprop)."""
+    X, y, _ = data
+    rng = np.random.default_rng(0)
+    th = _theta(rng, X.shape[1])
+    w = rng.standard_normal(th.size)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+
+    def loss(t):
+        d = t.shape[0] // 2
+        r = Xt @ (t[:d] ** 2 - t[d:] ** 2) - yt
+        return (r @ r) / (2 * X.shape[0])
+
+    tt, wt = torch.as_tensor(th), torch.as_tensor(w)
+    g_ref = torch.func.grad(loss)(tt)
+    hv_ref = torch.func.jvp(torch.func.grad(loss), (tt,), (wt,))[1]
+    assert_close(dln.dln_grad(X, y, th), g_ref, n_ops=1e3, reason="same sums in another order")
+    assert_close(dln.dln_hvp(X, y, th, w), hv_ref, n_ops=1e3, reason="same sums in another order")
+    assert_close(dln.dln_loss(X, y, th), loss(tt), n_ops=1e3)
+
+
+def test_batched_model_functions_match_single(data):
+    X, y, _ = data
+    rng = np.random.default_rng(1)
+    ths = np.stack([_theta(rng, X.shape[1]) for _ in range(3)])
+    Xb, yb = np.stack([X] * 3), np.stack([y] * 3)
+    for i in range(3):
+        assert_close(dln.dln_grad(Xb, yb, ths)[i], dln.dln_grad(X, y, ths[i]), n_ops=1e3)
+        assert_close(dln.dln_hvp(Xb, yb, ths, ths)[i], dln.dln_hvp(X, y, ths[i], ths[i]), n_ops=1e3)
+
+
+# --- closed forms --------------------------------------------------------------------------------
+
+
+def test_min_l1_and_min_l2_are_interpolators_with_minimal_norms(data):
+    X, y, teacher = data
+    b1, b2 = dln.min_l1_interpolator(X, y), dln.min_l2_interpolator(X, y)
+    np.testing.assert_allclose(X @ b1, y, atol=1e-8 * np.linalg.norm(y))
+    np.testing.assert_allclose(X @ b2, y, atol=1e-10 * np.linalg.norm(y))
+    rng = np.random.default_rng(2)
+    null = np.linalg.svd(X)[2][X.shape[0]:]  # rows span the null space of X
+    for _ in range(20):
+        other = b2 + null.T @ rng.standard_normal(null.shape[0])
+        assert np.sum(np.abs(b1)) <= np.sum(np.abs(other)) * (1 + 1e-9)
+        assert np.linalg.norm(b2) <= np.linalg.norm(other) * (1 + 1e-12)
+    # 2-sparse teacher, n = 12 Gaussian rows: basis pursuit recovers it
+    np.testing.assert_allclose(b1, teacher, atol=1e-7)
+
+
+def test_implicit_bias_solution_limits(data):
+    """Q_alpha interpolates: alpha -> inf gives the min-l2 solution with an O(alpha^-4) gap."""
+    X, y, _ = data
+    b2 = dln.min_l2_interpolator(X, y)
+    gaps = [np.linalg.norm(dln.implicit_bias_solution(X, y, a) - b2) / np.linalg.norm(b2) for a in (5.0, 10.0, 20.0)]
+    assert abs(loglog_slope([5.0, 10.0, 20.0], gaps).slope + 4) < 0.1  # q(z) = z^2/4 - z^4/192 + ...
+
+
+# --- simulators ----------------------------------------------------------------------------------
+
+
+def test_t0_and_convergence(data):
+    X, y, _ = data
+    r0 = dln.simulate(X, y, 0.5, max_steps=1)
+    assert int(r0.numpy("steps")[0]) == 1
+    r = dln.simulate(X, y, 0.5, max_steps=40000, rtol_loss=1e-14)
+    assert bool(r.numpy("converged")[0]) and not bool(r.numpy("diverged")[0])
+    L0 = float(dln.dln_loss(X, y, np.full(2 * X.shape[1], 0.5)))
+    assert float(r.numpy("loss")[0]) <= 1e-14 * L0
+
+
+def test_gd_endpoint_error_is_first_order_in_the_step():
+    """Explicit Euler on the flow: halving c halves the endpoint's distance to argmin Q_alpha.
+
+    At alpha = 0.1 the accuracy bound of the step is active through the escape phase, so the error
+    is dominated by the O(c) term; the fitted slope must be 1 within 0.15 (the O(c^2) remainder is a
+    relative c-sized correction, c <= 0.04)."""
+    X, y, _ = dln.make_data(15, 40, 3, 0)
+    target = dln.implicit_bias_solution(X, y, 0.1)
+    cs = [0.04, 0.02, 0.01]
+    errs = []
+    for c in cs:
+        b = dln.simulate(X, y, 0.1, c=c, max_steps=40000, rtol_loss=1e-16).numpy("beta")[0]
+        errs.append(np.linalg.norm(b - target) / np.linalg.norm(target))
+    assert abs(loglog_slope(cs, errs).slope - 1.0) < 0.15, errs
+
+
+def test_batched_call_equals_single_runs():
+    """Many initialisations and datasets in one call give the per-run results."""
+    X, y, _ = dln.make_data(10, 25, 2, 3, batch=3)
+    alphas = np.array([0.3, 0.7, 1.5])
+    run = dln.simulate(X, y, alphas, method="gr", gamma=0.05, max_steps=3000)
+    for i in range(3):
+        one = dln.simulate(X[i], y[i], alphas[i], method="gr", gamma=0.05, max_steps=3000)
+        assert_close(run.numpy("beta")[i], one.numpy("beta")[0], rtol=1e-9,
+                     reason="same recurrence; batched BLAS sums in another order, amplified over the run")
+
+
+def test_numpy_and_torch_agree(backend):
+    X, y, _ = dln.make_data(10, 25, 2, 5)
+    ref = dln.simulate(X, y, 0.5, method="fd", gamma=0.05, eps=0.05, max_steps=2000)
+    run = dln.simulate(X, y, 0.5, method="fd", gamma=0.05, eps=0.05, max_steps=2000, backend=backend)
+    tol = 1e-9 if backend.dtype == "float64" else 1e-3
+    assert_close(run.numpy("beta"), ref.numpy("beta"), rtol=tol, atol=tol,
+                 reason="same recurrence on two backends; float32 on CUDA is looser")
+
+
+def test_same_seed_same_numbers_on_each_backend(backend):
+    X, y, _ = dln.make_data(10, 25, 2, 5)
+    a = dln.simulate(X, y, 0.5, max_steps=500, backend=backend).numpy("beta")
+    b = dln.simulate(X, y, 0.5, max_steps=500, backend=backend).numpy("beta")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_gr_shrinks_effective_alpha_and_central_difference_is_closer_to_gr(data):
+    X, y, _ = data
+    kw = dict(max_steps=20000, rtol_loss=1e-14)
+    r_gr = dln.simulate(X, y, 0.5, method="gr", gamma=0.1, **kw)
+    d = X.shape[1]
+    th = r_gr.numpy("theta")[0]
+    assert np.all(np.sqrt(th[:d] * th[d:]) < 0.5)
+    b_gr = r_gr.numpy("beta")[0]
+    errs = {}
+    for m, e in (("fd", 0.1), ("central", 0.1)):
+        b = dln.simulate(X, y, 0.5, method=m, gamma=0.1, eps=e, **kw).numpy("beta")[0]
+        errs[m] = np.linalg.norm(b - b_gr)
+    assert errs["central"] < errs["fd"]  # O(gamma eps^2) vs O(gamma eps)
+
+
+def test_first_order_forward_backward_split_error_shrinks_with_gamma():
+    """The measured split of mean log alpha_eff between FD-GR and GR matches the first-order formula
+    -16 gamma eps <int g (M (g w))> (integral along the GR run) up to the O(gamma) change of the
+    trajectory: dividing gamma by 4 must shrink the relative error at least 2-fold (4-fold if
+    linear; the factor 2 leaves room for the O(c) Riemann-sum error, c = 0.02 in both runs)."""
+    X, y, _ = dln.make_data(15, 40, 3, 0)
+    rel = []
+    for gam in (0.05, 0.0125):
+        gr_run = dln.simulate(X, y, 0.5, method="gr", gamma=gam, max_steps=20000, rtol_loss=1e-14,
+                               first_order_integrals=True)
+        base = np.mean(-4 * gam * gr_run.numpy("int_g2")[0])
+        fd = dln.simulate(X, y, 0.5, method="fd", gamma=gam, eps=0.05, max_steps=20000, rtol_loss=1e-14)
+        meas = np.mean(-4 * gam * fd.numpy("int_ggplus")[0]) - base
+        pred = dln.fd_forward_backward_split(gam, 0.05, gr_run.numpy("int_J")[0])[0]
+        rel.append(abs(meas - pred) / abs(pred))
+    assert rel[0] < 0.05 and rel[1] < rel[0] / 2, rel
+
+
+def test_flooding_hovers_at_the_flood_level(data):
+    X, y, _ = data
+    L0 = float(dln.dln_loss(X, y, np.full(2 * X.shape[1], 0.5)))
+    b = 0.01 * L0
+    run = dln.simulate(X, y, 0.5, method="flood", flood=b, max_steps=4000, record_every=10)
+    tail = np.array(run.history["loss"][-100:])[:, 0]
+    assert np.all(np.abs(tail - b) < 0.2 * b)  # one step moves L by O(eta |grad L|^2), small at c = 0.02
+    assert np.any(tail < b) and np.any(tail > b)  # it crosses the level: ascent and descent alternate
+
+
+def test_divergence_is_reported_with_its_step(data):
+    X, y, _ = data
+    run = dln.simulate(X, y, 0.5, eta=5.0, max_steps=200)
+    assert bool(run.numpy("diverged")[0])
+    k = int(run.numpy("diverged_step")[0])
+    assert 1 <= k < 200
+    ok = dln.simulate(X, y, 0.5, eta=5.0, max_steps=k - 1)  # iterate k is the first bad one
+    assert not bool(ok.numpy("diverged")[0]) and np.all(np.isfinite(ok.numpy("theta")))
+
+
+def test_claim_reports_divergence_not_nan(monkeypatch):
+    from solvable.claims import get
+
+    claim = get("dln.implicit_bias")
+    real = dln.simulate
+
+    def huge_step(*a, **k):
+        k["eta"] = 50.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(dln, "simulate", huge_step)
+    v = claim.check()
+    assert v.diverged and not v.passed and v.diverged_step is not None
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(alpha=0.0), "alpha"), (dict(alpha=-1.0), "alpha"), (dict(gamma=-0.1, method="gr"), "gamma"),
+    (dict(eps=0.0, method="fd", gamma=0.1), "eps"), (dict(c=0.0), "c"), (dict(eta=-1.0), "eta"),
+    (dict(method="sgd"), "method"), (dict(max_steps=0), "max_steps"),
+])
+def test_bad_parameters_raise_naming_them(data, kwargs, name):
+    X, y, _ = data
+    kw = dict(alpha=0.5) | kwargs
+    with pytest.raises(ValueError, match=name):
+        dln.simulate(X, y, **kw)
+
+
+def test_bad_data_raise(data):
+    X, y, _ = data
+    with pytest.raises(ValueError, match="same number of rows"):
+        dln.simulate(X, y[:-1], 0.5)
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or inf"):
+        dln.simulate(Xn, y, 0.5)
+    yi = y.copy()
+    yi[0] = np.inf
+    with pytest.raises(ValueError, match="y contains NaN or inf"):
+        dln.implicit_bias_solution(X, yi, 0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        dln.implicit_bias_solution(X, y, -0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        dln.simulate(X, y, np.array([0.5, -1.0]))
+    with pytest.raises(ValueError, match="gamma"):
+        gr.gr_gradient(lambda t: t, lambda t, w: w, np.ones(2), -1.0)
+
+
+def test_claim_params_validate():
+    from solvable.claims import get
+
+    c = get("dln.implicit_bias")
+    with pytest.raises(ValueError, match="alpha"):
+        c.params(alpha=0.0)
+    with pytest.raises(ValueError, match="n=40"):
+        c.params(n=40, d=30)
+    with pytest.raises(ValueError, match="gamma"):
+        get("dln.gr_effective_alpha").params(gamma=-1.0)
