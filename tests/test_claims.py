@@ -112,7 +112,7 @@ def test_every_model_has_its_test_file():
 # ------------------------------------------------------------------------------------------
 # The engine itself, on the toy claim of conftest.py
 
-from conftest import TOY_CLAIM, ToyParams  # noqa: E402
+from _toy import TOY_CLAIM, ToyParams  # noqa: E402
 from solvable.claims import Claim, Measurement, Tolerance, apply_overrides, relative_error  # noqa: E402
 
 

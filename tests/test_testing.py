@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 
 from solvable.testing import assert_claim, assert_close, falsify, params_strategy, proves
-from conftest import TOY_CLAIM, ToyParams
+from _toy import TOY_CLAIM, ToyParams
 
 
 @given(params_strategy(ToyParams))
