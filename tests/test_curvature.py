@@ -1,0 +1,293 @@
+"""solvable.curvature against its dense float64 oracle: HVPs, Lanczos/ARPACK eigenvalues, loss scaling,
+preconditioned sharpness, batch weighting, BatchNorm/dropout handling, bad input.
+
+Eigenvalue tolerances use the residual bound for symmetric matrices: a Ritz pair (theta, u) with
+||H u - theta u|| = r has an eigenvalue of H within r of theta (Kahan/Weyl); round-off adds a few
+hundred ulps of ||H||.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from solvable import curvature as cv
+from solvable.backend import cuda_available
+
+DEVICES = [pytest.param("cpu", id="cpu"),
+           pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+               not cuda_available(), reason="CUDA not available")])]
+ACTS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+EPS = np.finfo(np.float64).eps
+
+
+def mlp(d_in, width, depth, d_out, act="tanh", seed=0, dtype=torch.float64, device="cpu"):
+    torch.manual_seed(seed)
+    layers, d = [], d_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), ACTS[act]()]
+        d = width
+    layers.append(nn.Linear(d, d_out))
+    return nn.Sequential(*layers).to(dtype=dtype, device=device)
+
+
+def data(n, d_in, d_out, sizes, seed=1, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d_in, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    Y = torch.randn(n, d_out, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    cuts = np.cumsum([0] + list(sizes))
+    return [(X[a:b], Y[a:b]) for a, b in zip(cuts[:-1], cuts[1:])], X, Y
+
+
+def oracle_eigs(H):
+    return np.sort(np.linalg.eigvalsh(H.cpu().numpy()))[::-1]
+
+
+def assert_ritz_close(result, exact, H):
+    bound = result.residuals + 500 * EPS * np.abs(exact).max()
+    assert np.all(np.abs(result.values - exact[: len(result.values)]) <= bound), (result.values, exact, bound)
+
+
+@settings(max_examples=8)
+@given(width=st.integers(1, 6), depth=st.integers(1, 3), act=st.sampled_from(sorted(ACTS)),
+       sizes=st.lists(st.integers(1, 7), min_size=1, max_size=4), k=st.integers(1, 3),
+       method=st.sampled_from(["lanczos", "arpack"]), seed=st.integers(0, 1000))
+def test_top_eigenvalues_agree_with_dense_oracle(width, depth, act, sizes, k, method, seed):
+    model = mlp(3, width, depth, 2, act, seed)
+    batches, _, _ = data(sum(sizes), 3, 2, sizes, seed + 1)
+    H = cv.dense_hessian(model, nn.MSELoss(), batches)
+    n = H.shape[0]
+    k = min(k, n - 1)
+    res = cv.top_eigenvalues(model, nn.MSELoss(), batches, k=k, tol=1e-10, method=method, seed=seed)
+    assert res.converged, res
+    assert_ritz_close(res, oracle_eigs(H), H)
+    # the returned vectors are eigenvectors of the oracle with the stated residuals
+    V = res.vectors.cpu().double().numpy()
+    r = np.linalg.norm(H.numpy() @ V - V * res.values, axis=0)
+    np.testing.assert_allclose(r, res.residuals, atol=500 * EPS * np.abs(res.values).max())
+
+
+@given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=5), seed=st.integers(0, 1000))
+def test_unequal_batches_weighted_as_one_batch(sizes, seed):
+    """mean loss: sum_b (n_b/N) H_b equals the Hessian of the one-batch mean; sum loss: the one-batch sum."""
+    model = mlp(3, 4, 2, 2, "tanh", seed)
+    batches, X, Y = data(sum(sizes), 3, 2, sizes, seed + 1)
+    for red in ("mean", "sum"):
+        loss = nn.MSELoss(reduction=red)
+        H_batched = cv.dense_hessian(model, loss, batches)
+        H_one = cv.dense_hessian(model, loss, [(X, Y)])
+        torch.testing.assert_close(H_batched, H_one, rtol=1e-12, atol=1e-12 * float(H_one.abs().max()))
+        op = cv.HessianOperator(model, loss, batches)
+        v = torch.randn(op.n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(op.matvec(v), H_one @ v, rtol=1e-11, atol=1e-11 * float(H_one.abs().max()))
+    H_mean = cv.dense_hessian(model, nn.MSELoss(reduction="mean"), batches)
+    H_sum = cv.dense_hessian(model, nn.MSELoss(reduction="sum"), batches)
+    # MSELoss(mean) averages over N samples x 2 outputs
+    torch.testing.assert_close(H_sum, 2 * sum(sizes) * H_mean, rtol=1e-11, atol=1e-11 * float(H_sum.abs().max()))
+
+
+@pytest.mark.parametrize("c", [0.5, 3.0, 17.0])
+def test_loss_scaling_scales_every_eigenvalue(c):
+    model = mlp(4, 5, 2, 1, "tanh", 3)
+    batches, _, _ = data(12, 4, 1, [5, 7])
+    base = cv.top_eigenvalues(model, nn.MSELoss(), batches, k=3, tol=1e-10)
+    scaled = cv.top_eigenvalues(model, lambda o, y: c * nn.functional.mse_loss(o, y), batches, k=3, tol=1e-10,
+                                reduction="mean")
+    assert base.converged and scaled.converged
+    np.testing.assert_allclose(scaled.values, c * base.values,
+                               atol=float(scaled.residuals.max() + c * base.residuals.max()) + 1e3 * EPS * c)
+
+
+def test_preconditioned_sharpness_with_identity_is_the_sharpness():
+    model = mlp(3, 6, 2, 2, "softplus", 4)
+    batches, _, _ = data(10, 3, 2, [4, 6])
+    s = cv.top_eigenvalues(model, nn.MSELoss(), batches, k=1, tol=1e-10)
+    n = cv.flat_parameters(model).numel()
+    p = cv.preconditioned_sharpness(model, nn.MSELoss(), batches, torch.ones(n, dtype=torch.float64), tol=1e-10)
+    np.testing.assert_allclose(p.values, s.values, atol=float(p.residuals[0] + s.residuals[0]))
+
+
+def test_preconditioned_sharpness_is_top_eigenvalue_of_P_inv_H():
+    model = mlp(3, 4, 1, 1, "tanh", 5)
+    batches, _, _ = data(9, 3, 1, [9])
+    H = cv.dense_hessian(model, nn.MSELoss(), batches).numpy()
+    P = np.random.default_rng(0).uniform(0.1, 3.0, H.shape[0])
+    top = np.max(np.linalg.eigvals(np.diag(1 / P) @ H).real)  # the non-symmetric form, independently
+    r = cv.preconditioned_sharpness(model, nn.MSELoss(), batches, torch.from_numpy(P), tol=1e-10)
+    assert r.converged
+    assert abs(r.values[0] - top) <= r.residuals[0] + 1e4 * EPS * abs(top)
+
+
+@pytest.mark.parametrize("opt_name", ["adam", "rmsprop"])
+def test_adam_preconditioner_is_the_denominator_torch_applied(opt_name):
+    """After a step, theta changed by -lr * m_hat / P (Adam) or -lr * g / P (RMSprop): P as torch used it."""
+    model = mlp(3, 4, 1, 1, "tanh", 6)
+    batches, X, Y = data(8, 3, 1, [8])
+    lr = 1e-3
+    opt = (torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-6) if opt_name == "adam"
+           else torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.9, eps=1e-6))
+    for _ in range(3):
+        before = cv.flat_parameters(model)
+        opt.zero_grad()
+        nn.MSELoss()(model(X), Y).backward()
+        g = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        opt.step()
+    P = cv.adam_preconditioner(opt, model)
+    step = cv.flat_parameters(model) - before
+    if opt_name == "adam":
+        m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in model.parameters()])
+        num = m / (1 - 0.9**3)
+    else:
+        num = g
+    torch.testing.assert_close(step, -lr * num / P, rtol=1e-10, atol=1e-15)
+    r = cv.preconditioned_sharpness(model, nn.MSELoss(), batches, opt)
+    assert r.converged and np.isfinite(r.values[0])
+
+
+def test_cross_entropy_with_integer_labels_matches_oracle():
+    model = mlp(3, 5, 1, 4, "tanh", 7)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(11, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (11,), generator=g)
+    batches = [(X[:5], y[:5]), (X[5:], y[5:])]
+    H = cv.dense_hessian(model, nn.CrossEntropyLoss(), batches)
+    res = cv.top_eigenvalues(model, nn.CrossEntropyLoss(), batches, k=2, tol=1e-10)
+    assert_ritz_close(res, oracle_eigs(H), H)
+
+
+class BNNet(nn.Module):
+    def __init__(self, p_drop=0.0):
+        super().__init__()
+        self.l1 = nn.Linear(3, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.drop = nn.Dropout(p_drop)
+        self.l2 = nn.Linear(6, 1)
+
+    def forward(self, x):
+        return self.l2(self.drop(torch.tanh(self.bn(self.l1(x)))))
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_reverse_over_reverse_product_matches_oracle(mode):
+    torch.manual_seed(1)
+    net = BNNet().double()
+    batches, _, _ = data(14, 3, 1, [5, 9])
+    H = cv.dense_hessian(net, nn.MSELoss(), batches, mode=mode)
+    v = torch.randn(H.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for hvp in ("forward", "reverse"):
+        op = cv.HessianOperator(net, nn.MSELoss(), batches, mode=mode, hvp=hvp)
+        torch.testing.assert_close(op.matvec(v), H @ v, rtol=1e-11, atol=1e-11 * float(H.abs().max()))
+
+
+def test_batchnorm_eval_and_train_modes():
+    torch.manual_seed(0)
+    net = BNNet().double()
+    batches, X, Y = data(16, 3, 1, [8, 8])
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(X + 1.0)  # give the running statistics values unlike the batch statistics
+    net.eval()
+    running = net.bn.running_mean.clone()
+    H_eval = cv.dense_hessian(net, nn.MSELoss(), batches, mode="eval")
+    H_train = cv.dense_hessian(net, nn.MSELoss(), batches, mode="train")
+    assert not torch.allclose(H_eval, H_train), "train mode must use batch statistics"
+    for mode, H in (("eval", H_eval), ("train", H_train)):
+        res = cv.top_eigenvalues(net, nn.MSELoss(), batches, k=2, tol=1e-10, mode=mode)
+        assert_ritz_close(res, oracle_eigs(H), H)
+    # the curvature queries changed neither the running statistics nor the module's mode
+    torch.testing.assert_close(net.bn.running_mean, running, rtol=0, atol=0)
+    assert net.training is False and net.bn.track_running_stats is True
+
+
+def test_active_dropout_is_refused_in_train_mode():
+    net = BNNet(p_drop=0.3).double()
+    batches, _, _ = data(8, 3, 1, [8])
+    with pytest.raises(ValueError, match="dropout"):
+        cv.top_eigenvalues(net, nn.MSELoss(), batches, mode="train")
+    assert np.isfinite(cv.sharpness(net, nn.MSELoss(), batches, mode="eval"))
+
+
+def test_functional_randomness_is_detected():
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return nn.functional.dropout(self.l(x), 0.5, training=True)
+
+    batches, _, _ = data(8, 3, 1, [8])
+    with pytest.raises(ValueError, match="not deterministic"):
+        cv.HessianOperator(Noisy().double(), nn.MSELoss(), batches)
+
+
+def test_lanczos_on_a_known_spectrum_including_k_equal_n():
+    ev = np.array([5.0, 3.0, 3.0, 1.0, -2.0, 0.5])  # a repeated eigenvalue needs the restart path
+    Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((6, 6)))
+    A = torch.from_numpy((Q * ev) @ Q.T)
+    r = cv.lanczos(lambda v: A @ v, 6, 6, tol=1e-10)
+    np.testing.assert_allclose(r.values, np.sort(ev)[::-1], atol=1e-10 * 5 + r.residuals.max())
+    r = cv.lanczos(lambda v: A @ v, 6, 1, which="LM", tol=1e-10)
+    np.testing.assert_allclose(r.values, [5.0], atol=1e-9)
+
+
+def test_converged_flag_is_false_when_the_krylov_space_is_too_small():
+    ev = np.linspace(1.0, 2.0, 200)
+    A = torch.from_numpy(np.diag(ev))
+    r = cv.lanczos(lambda v: A @ v, 200, 1, tol=1e-12, max_iter=4)
+    assert not r.converged and r.residuals[0] > 1e-12 * 2
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_hvp_on_device_matches_cpu_oracle(device):
+    model = mlp(3, 5, 2, 2, "tanh", 8, dtype=torch.float32, device=device)
+    batches, _, _ = data(10, 3, 2, [6, 4], dtype=torch.float32, device=device)
+    op = cv.HessianOperator(model, nn.MSELoss(), batches)
+    cpu_model = mlp(3, 5, 2, 2, "tanh", 8)
+    H = cv.dense_hessian(cpu_model, nn.MSELoss(), data(10, 3, 2, [6, 4])[0])
+    v = torch.randn(op.n, generator=torch.Generator().manual_seed(0))
+    hv = op.matvec(v.to(device)).cpu().double()
+    # float32 round-off over a few hundred operations per entry
+    torch.testing.assert_close(hv, H @ v.double(), rtol=1e-4, atol=1e-4 * float((H @ v.double()).abs().max()))
+
+
+def test_bad_input():
+    model = mlp(2, 3, 1, 1)
+    batches, _, _ = data(4, 2, 1, [4])
+    n = cv.flat_parameters(model).numel()
+    with pytest.raises(ValueError, match=r"k=.*out of range"):
+        cv.top_eigenvalues(model, nn.MSELoss(), batches, k=n + 1)
+    with pytest.raises(ValueError, match="data is empty"):
+        cv.top_eigenvalues(model, nn.MSELoss(), [])
+    frozen = mlp(2, 3, 1, 1)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        cv.sharpness(frozen, nn.MSELoss(), batches)
+    with pytest.raises(ValueError, match="mode"):
+        cv.HessianOperator(model, nn.MSELoss(), batches, mode="test")
+    with pytest.raises(ValueError, match="reduction"):
+        cv.HessianOperator(model, lambda o, y: ((o - y) ** 2).mean(), batches)
+    with pytest.raises(ValueError, match="preconditioner"):
+        cv.preconditioned_sharpness(model, nn.MSELoss(), batches, -torch.ones(n))
+    with pytest.raises(ValueError, match="preconditioner"):
+        cv.preconditioned_sharpness(model, nn.MSELoss(), batches, torch.ones(n + 1))
+    with pytest.raises(ValueError, match="no optimizer state"):
+        cv.preconditioned_sharpness(model, nn.MSELoss(), batches, torch.optim.Adam(model.parameters()))
+    with pytest.raises(ValueError, match="hvp"):
+        cv.HessianOperator(model, nn.MSELoss(), batches, hvp="central")
+    with pytest.raises(ValueError, match="tol"):
+        cv.top_eigenvalues(model, nn.MSELoss(), batches, tol=0)
+
+
+def test_one_shot_iterator_is_materialised():
+    model = mlp(2, 3, 1, 1)
+    batches, _, _ = data(6, 2, 1, [2, 4])
+    a = cv.top_eigenvalues(model, nn.MSELoss(), iter(batches), k=2, tol=1e-10)
+    b = cv.top_eigenvalues(model, nn.MSELoss(), batches, k=2, tol=1e-10)
+    np.testing.assert_allclose(a.values, b.values, atol=a.residuals.max() + b.residuals.max())
