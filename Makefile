@@ -33,6 +33,7 @@ test-slow: install
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
 
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(PY) benchmarks/run.py
 
 lab: install
