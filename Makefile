@@ -26,11 +26,15 @@ install: $(STAMP)
 verify: install
 	$(VENV)/bin/solvable verify --report reports
 
+# Two pytest workers, one BLAS/torch thread each: the simulations are many small array operations,
+# and oversubscribed threads (2 workers x N threads on 2 cores) made some tests 100x slower.
+THREADS := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
 test: install
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(THREADS) HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-slow: install
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
+	$(THREADS) HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[bench]"
