@@ -148,6 +148,8 @@ def _figure(claim: Claim, verdict: Verdict, base: Params, path: Path, run: dict)
         note = "measured against predicted at the run's parameters"
     if claim.summary_label:
         ax.set_ylabel(claim.summary_label)
+    elif claim.sweep is not None and claim.sweep_values:
+        ax.set_ylabel("predicted and measured")
     ax.set_title(claim.id, fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
