@@ -8,6 +8,7 @@ the formulas are coordinate-wise, so nothing depends on the size.
 
 from __future__ import annotations
 
+import functools
 import numpy as np
 import sympy as sp
 from hypothesis import given, settings
@@ -244,21 +245,54 @@ def check_fd_gr_flow_effective_alpha_and_first_order_split():
         np.testing.assert_allclose(bwd, -derived.mean(), rtol=1e-12)
 
 
+@functools.lru_cache(maxsize=1)
+def _line_cubic():
+    """grad L(theta + s w) of the DLN as a polynomial in s, derived from the loss with symbolic X, y,
+    theta and direction w (n = d = 2; the loss is coordinate-wise, nothing depends on the size).
+    Returns the degree in s and lambdified coefficients of s^2 (D^3L[w,w]/2) and s^3 (D^4L[w,w,w]/6)."""
+    X, y, u, v, beta, r, L, theta = _model(2, 2)
+    w = sp.symbols("w0:4", real=True)
+    s = sp.Symbol("s", real=True)
+    grad = [sp.diff(L, t) for t in theta]
+    line = {t: t + s * wi for t, wi in zip(theta, w)}
+    polys = [sp.Poly(sp.expand(gi.subs(line, simultaneous=True)), s) for gi in grad]
+    syms = list(X) + list(y) + list(u) + list(v) + list(w)
+    c2 = sp.lambdify(syms, [pl.coeff_monomial(s**2) for pl in polys], "numpy")
+    c3 = sp.lambdify(syms, [pl.coeff_monomial(s**3) for pl in polys], "numpy")
+    return max(pl.degree() for pl in polys), c2, c3
+
+
 @proves("dln.gr_rich_bias")
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(st.floats(0.01, 0.3), st.floats(0.01, 0.3), st.integers(0, 1000))
 def check_fd_gradient_expansion_numerically(gamma, eps, seed):
-    """The FD-GR gradient equals exact GR plus (gamma eps / 2) grad^3 L[g, g] + O(gamma eps^2): the
-    forward-backward difference over 2 eps tends to gamma (d/d eps of grad L(theta + eps g))'s second
-    order term; checked with solvable's analytic gradient and HVP (slope 1 in eps of the GR gap)."""
-    rng = np.random.default_rng(seed)
-    Xn, yn, un, vn = _point(rng, 3, 5)
-    th = np.concatenate([un, vn])
-    gf = lambda t: dln.dln_grad(Xn, yn, t)  # noqa: E731
-    hv = lambda t, w: dln.dln_hvp(Xn, yn, t, w)  # noqa: E731
+    """The DLN loss is a quartic polynomial in theta, so grad L(theta + s g) is a cubic in s:
+    grad L(theta + s g) = g + s H g + s^2/2 D^3L[g,g] + s^3/6 D^4L[g,g,g] with nothing after it, and
+    g_FD - g_GR = gamma (eps/2 D^3L[g,g] + eps^2/6 D^4L[g,g,g]) exactly (eps < 0: backward). The cubic
+    is derived in sympy from the loss; solvable's FD-GR minus exact-GR gradients (analytic gradient
+    and HVP) must equal it up to round-off, forward and backward."""
     from solvable import gr
 
-    g_gr = gr.gr_gradient(gf, hv, th, gamma)
-    errs = [np.linalg.norm(gr.fd_gr_gradient(gf, th, gamma, e) - g_gr) for e in (eps, eps / 2)]
-    # first order in eps: halving eps halves the gap (to within the O(eps^2) remainder)
-    assert 1.6 < errs[0] / errs[1] < 2.4
+    degree, c2f, c3f = _line_cubic()
+    assert degree == 3  # quartic loss: the Taylor series of grad L along a line terminates at s^3
+    rng = np.random.default_rng(seed)
+    n = d = 2
+    Xn, yn, un, vn = _point(rng, n, d)
+    th = np.concatenate([un, vn])
+    g = dln.dln_grad(Xn, yn, th)
+    args = list(Xn.ravel()) + list(yn) + list(un) + list(vn) + list(g)
+    c2, c3 = np.asarray(c2f(*args), dtype=float), np.asarray(c3f(*args), dtype=float)
+    gf = lambda t: dln.dln_grad(Xn, yn, t)  # noqa: E731
+    hv = lambda t, w: dln.dln_hvp(Xn, yn, t, w)  # noqa: E731
+    for e in (eps, -eps):  # forward and backward
+        err = gr.fd_gr_gradient(gf, th, gamma, e) - gr.gr_gradient(gf, hv, th, gamma)
+        want = gamma * (e * c2 + e**2 * c3)
+        # round-off: the gradients' absolute error (u = 2.2e-16 times the size of the summed terms,
+        # |u|,|v| times |X|^T (|X| |beta| + |y|) / n, at both points; <= 100 operations, x4 margin)
+        # is multiplied by gamma/|eps| in the difference quotient
+        size = 0.0
+        for tt in (th, th + e * g):
+            inner = np.abs(Xn).T @ (np.abs(Xn) @ np.abs(tt[:d] ** 2 - tt[d:] ** 2) + np.abs(yn)) / n
+            size = max(size, float(np.max(2 * np.abs(tt) * np.tile(inner, 2))))
+        atol = 2.2e-16 * 400 * (1 + gamma / eps) * size
+        np.testing.assert_allclose(err, want, rtol=0, atol=atol)

@@ -234,6 +234,68 @@ def check_solvable_fd_at_eps_gamma_equals_derived_sam(vals, gm, kp):
     np.testing.assert_allclose(out, derived, rtol=1e-11, atol=1e-11 * scale ** 3)
 
 
+a_sym = sp.Symbol("a", real=True)
+
+
+def _fd_minus_sam(grad: sp.Matrix, v) -> sp.Matrix:
+    """g_FD(eps) - SAM from their definitions, with eps = gamma / (1 - a) (so a = 1 - gamma/eps) and the
+    ascent direction v standing for grad L(theta) in the shifts."""
+    e = gamma / (1 - a_sym)
+    shifted = _at(grad, [X[i] + e * v[i] for i in range(2)])
+    sam = _at(grad, [X[i] + gamma * v[i] for i in range(2)])
+    return (1 - gamma / e) * grad + (gamma / e) * shifted - sam
+
+
+@proves("gr.fd_is_unnormalized_sam")
+def check_fd_minus_sam_is_linear_in_one_minus_gamma_over_eps():
+    """For a generic (degree-5) loss: g_FD - SAM vanishes at a = 1 - gamma/eps = 0 and its derivative in
+    a there is C0 = g - grad L(theta + gamma g) + gamma H(theta + gamma g) g (the claim's linear law, so
+    its log-log slope in |a| is 1); on the claim's quartic the law is exact with the a^2 and a^3 terms
+    that sam_gap_curves uses for rho."""
+    diffs = _fd_minus_sam(G, V)
+    assert _is_zero(diffs.subs(a_sym, 0))
+    slope = diffs.diff(a_sym).subs(a_sym, 0)
+    tp = [X[i] + gamma * V[i] for i in range(2)]
+    h_shift = _at(HV, tp)
+    c0 = G - _at(G, tp) + gamma * h_shift  # with v = g = G(theta): the claim's C0
+    assert _is_zero((slope - c0).applyfunc(sp.together).applyfunc(sp.numer))
+    # quartic: exact with two more terms (D^3L at theta + gamma v, D^4L constant)
+    vq = sp.symbols("w1 w2", real=True)
+    dq = _fd_minus_sam(GQ, vq)
+    tq = [X[i] + gamma * vq[i] for i in range(2)]
+    hq = sp.Matrix([sum(sp.diff(GQ[i], X[j]) * vq[j] for j in range(2)) for i in range(2)])
+    d3q = sp.Matrix([sum(sp.diff(GQ[i], X[j], X[k]) * vq[j] * vq[k] for j in range(2) for k in range(2))
+                     for i in range(2)])
+    d4q = sp.Matrix([sum(sp.diff(GQ[i], X[j], X[k], X[m]) * vq[j] * vq[k] * vq[m]
+                         for j in range(2) for k in range(2) for m in range(2)) for i in range(2)])
+    c0q = GQ - _at(GQ, tq) + gamma * _at(hq, tq)
+    law = (a_sym * c0q + a_sym ** 2 * gamma ** 2 / (2 * (1 - a_sym)) * _at(d3q, tq)
+           + a_sym ** 3 * gamma ** 3 / (6 * (1 - a_sym) ** 2) * d4q)
+    assert _is_zero((dq - law).applyfunc(sp.together).applyfunc(sp.numer))
+
+
+_C0Q_F = sp.lambdify((a11, a12, a22, b1, b2, kappa, X[0], X[1], gamma),
+                     GQ - _at(GQ, [X[i] + gamma * GQ[i] for i in range(2)])
+                     + gamma * _at(sp.Matrix([sum(sp.diff(GQ[i], X[j]) * sp.Symbol(f"w{j + 1}") for j in range(2))
+                                              for i in range(2)]), [X[i] + gamma * GQ[i] for i in range(2)]).subs(
+                         {sp.Symbol("w1"): GQ[0], sp.Symbol("w2"): GQ[1]}, simultaneous=True),
+                     "numpy")
+
+
+@given(st.lists(st.floats(-2, 2, **_finite), min_size=7, max_size=7), st.floats(1e-3, 1.0), st.floats(0.1, 2.0))
+@proves("gr.fd_is_unnormalized_sam")
+def check_solvable_linear_coefficient_matches_derived(vals, gm, kp):
+    """solvable's sam_gap_linear_coefficient equals the derived C0 on the quartic at drawn points."""
+    m11, m12, m22, bb1, bb2, t1, t2 = vals
+    A = np.array([[[m11 + 3.0, m12], [m12, m22 + 3.0]]])
+    model = gr.QuarticModel(A, np.array([[bb1, bb2]]), kp)
+    out = gr.sam_gap_linear_coefficient(model.grad, model.hvp, np.array([[t1, t2]]), gm)[0]
+    derived = np.array(_C0Q_F(m11 + 3.0, m12, m22 + 3.0, bb1, bb2, kp, t1, t2, gm), dtype=float).ravel()
+    scale = float(np.abs(derived).max()) + float(np.abs(model.grad_scale(np.array([[t1, t2]])))[0]) + 1.0
+    # C0 is a difference of O(scale^3) gradients: round-off of sums of such terms
+    np.testing.assert_allclose(out, derived, rtol=1e-9, atol=1e-11 * scale ** 3)
+
+
 # --------------------------------------------------------------------------------------------
 # gr.flooding_is_fd_gr
 
@@ -279,9 +341,18 @@ def check_two_step_flooding_displacement():
         assert _is_zero(c[0]) and _is_zero(c[1] - s * (sp.Matrix(V) - G))
         assert _is_zero(c[2] + _HG)
         assert _is_zero(c[3] + s * _D3GG / 2)
+        # solvable's leading term against the derived eta^2 coefficient c[2] at drawn points
+        coeff_syms = sorted(L.free_symbols - set(X), key=str)
+        f_c2 = sp.lambdify(list(X) + list(V) + coeff_syms, c[2], "numpy")
+        rng = np.random.default_rng(12)
+        hv_f = sp.lambdify(list(X) + list(V) + coeff_syms, _HG, "numpy")
+        for _ in range(3):
+            xs, vs, cs = rng.standard_normal(2), rng.standard_normal(2), rng.standard_normal(len(coeff_syms))
+            et = float(rng.uniform(1e-3, 0.5))
+            derived = et ** 2 * np.asarray(f_c2(*xs, *vs, *cs), dtype=float).ravel()
+            closed = gr.flooding_two_step_leading(np.asarray(hv_f(*xs, *vs, *cs), dtype=float).ravel(), et)
+            np.testing.assert_allclose(closed, derived, rtol=1e-12, atol=1e-14 * (1 + np.abs(derived).max()))
         # residual order
-        lead = gr.flooding_two_step_leading(np.ones(1), 1.0)  # -eta^2 * hg at eta = 1, hg = 1
-        assert float(lead[0]) == -1.0  # solvable's leading term has coefficient -1 on H g
         res = disp - s * eta * (sp.Matrix(V) - G) + _HG * eta ** 2  # the removed term is 0 at g = grad L
         k = next(k for k, ck in enumerate(_series_coeffs(res, eta, 4)) if not _is_zero(ck))
         assert k == gr.flooding_residual_order()

@@ -43,6 +43,15 @@ def _density_from_G(quadratic, pts, subs):
 SC_EQ = s**2 * G**2 - z * G + 1
 
 
+def _density_expr(quadratic):
+    """-Im G(x + i0) / pi on the bulk, in closed form from the derived quadratic a G^2 + b G + c = 0:
+    where the discriminant is negative the roots are (-b +- i sqrt(-disc)) / (2a), so the branch with
+    Im G < 0 gives sqrt(-disc) / (2 |a| pi) (a > 0 on the bulk for both laws here)."""
+    poly = sp.Poly(quadratic, G)
+    lead = poly.LC()
+    return sp.sqrt(-sp.discriminant(quadratic, G)) / (2 * lead * sp.pi)
+
+
 @proves("rmt.semicircle")
 @settings(max_examples=5, deadline=None)
 @given(st.floats(0.2, 5.0))
@@ -54,9 +63,11 @@ def check_semicircle_density_edges_and_cdf(sigma):
     pts = np.linspace(-1.9 * sigma, 1.9 * sigma, 7)
     dens = _density_from_G(SC_EQ, pts, {s: sigma})
     np.testing.assert_allclose(rmt.semicircle_density(pts, sigma), dens, rtol=1e-8)
-    # the distribution function: integrate the derived density (sympy) and compare
-    rho = sp.sqrt(4 * s**2 - x**2) / (2 * sp.pi * s**2)
-    assert sp.simplify(rho.subs(s, sigma).subs(x, pts[2]) - dens[2]) < 1e-8
+    # the distribution function: integrate the density derived from the quadratic (sympy), after
+    # checking that it is the same branch as the root-finding above at every point
+    rho = _density_expr(SC_EQ).subs(z, x)
+    f = sp.lambdify(x, rho.subs(s, sigma), "numpy")
+    np.testing.assert_allclose(f(pts), dens, rtol=1e-8)
     F = sp.integrate(rho.subs(s, sp.nsimplify(sigma)), (x, -2 * sp.nsimplify(sigma), x))
     for p0 in pts:
         assert math.isclose(float(F.subs(x, p0)), float(rmt.semicircle_cdf(p0, sigma)), abs_tol=1e-12)
@@ -91,7 +102,7 @@ def check_marchenko_pastur_density_edges_and_cdf(gamma):
     import mpmath
 
     # on the bulk the derived branch is -Im G = sqrt(-disc)/(2 gamma x): integrate it with mpmath
-    dens_expr = sp.sqrt(-sp.discriminant(MP_EQ, G).subs({g: gamma, z: x})) / (2 * gamma * x * sp.pi)
+    dens_expr = _density_expr(MP_EQ).subs({g: gamma, z: x})
     f = sp.lambdify(x, dens_expr, "mpmath")
     np.testing.assert_allclose([float(f(p0)) for p0 in pts], dens, rtol=1e-8)
     for p0 in pts[[1, 3]]:
@@ -134,6 +145,20 @@ def check_bbp_wigner_outlier_and_overlap(theta, sigma):
         ov = float((-1 / (th**2 * dG)).subs({th: theta, s: sigma, z: out[0]}))
         assert math.isclose(ov, rmt.bbp_wigner_overlap(theta, sigma), rel_tol=1e-10)
     else:
+        # No root outside the bulk: on (2 sigma, inf) the physical G_sc decreases (G' < 0, checked on
+        # a grid reaching the edge) from G(2 sigma) = 1/sigma to 0, so its range is (0, 1/sigma),
+        # which 1/theta >= 1/sigma misses. The candidate sympy's solve returns is the other branch.
+        assert sp.limit(G_SC, z, sp.oo) == 0
+        dG = sp.lambdify(z, sp.diff(G_SC, z).subs(s, sigma), "numpy")
+        zs = 2 * sigma * (1 + np.logspace(-8, 3, 200))
+        assert np.all(dG(zs) < 0)
+        assert not (0 < 1 / theta < 1 / sigma)
+        Gs = sp.lambdify(z, G_SC.subs(s, sigma), "numpy")
+        for r in sols:
+            zc = float(r.subs({th: theta, s: sigma}))
+            assert zc <= 2 * sigma or abs(Gs(zc) - 1 / theta) > 1e-9 / theta or math.isclose(theta, sigma)
+        # hence the top eigenvalue sticks to the edge, and its eigenvector is a bulk one (no outlier
+        # to carry an O(1) overlap)
         assert rmt.bbp_wigner_outlier(theta, sigma) == 2 * sigma
         assert rmt.bbp_wigner_overlap(theta, sigma) == 0.0
 
@@ -164,4 +189,16 @@ def check_bbp_covariance_outlier(ell, gamma):
         assert math.isclose(Gphys, ell / ((ell - 1) * zo), rel_tol=1e-9)
         assert math.isclose(zo, rmt.bbp_covariance_outlier(ell, gamma), rel_tol=1e-12)
     else:
+        # No root outside the bulk: on (b, inf) the physical z G_mp(z) decreases from b G(b) to 1
+        # (checked: its derivative is negative on a grid reaching the edge, its limit at infinity is 1),
+        # so its range is (1, b G(b)), which ell/(ell - 1) misses: it is >= b G(b) for 1 < ell <= ell_c
+        # and negative for ell < 1.
+        assert sp.limit(z * G_MP, z, sp.oo) == 1  # symbolic in gamma: a float gamma gives 1 - 1e-15
+        zG = z * G_MP.subs(g, gamma)
+        d_zG = sp.lambdify(z, sp.diff(zG, z), "numpy")
+        zs = b * (1 + np.logspace(-8, 3, 200))
+        assert np.all(d_zG(zs) < 0)
+        if ell != 1.0:  # ell = 1: no spike at all
+            target = ell / (ell - 1)
+            assert not (1 < target < float(b * G_edge))
         assert rmt.bbp_covariance_outlier(ell, gamma) == b

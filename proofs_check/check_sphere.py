@@ -223,16 +223,20 @@ def check_linearised_noisy_step_and_lyapunov():
     lin_e2 = expected.subs({v[0]: 1, v[1]: 0, v[2]: 0})
     ratio = sp.expand((lin_e2.T * lin_e2)[0])
     assert sp.simplify(ratio - ((1 - x_ - y_ * xi[1]) ** 2 + y_**2 * (xi[2] ** 2 + xi[3] ** 2))) == 0
-    # the module's quadrature of E (1/2) log(...) against direct numerical integration of the derived law
+    # the module's quadrature of E (1/2) log(...) against direct numerical integration of the law
+    # derived above (lambdified, not retyped): z = -xi_2 (xi is symmetric), Q = xi_3^2 + ... ~ chi^2_{d-2}
     from scipy import integrate
 
+    zq, Qq = sp.symbols("z Q", real=True)
+    law = ratio.subs({xi[1]: -zq, xi[2]: sp.sqrt(Qq), xi[3]: 0})
+    law_fn = sp.lambdify((zq, Qq, elr, sig), law.subs(b, 1), "math")
     for e, s, dd in ((0.2, 1.0, 10), (0.5, 0.7, 6), (0.05, 2.0, 20)):
         kh = (dd - 2) / 2
         norm_q = 1.0 / (2**kh * math.gamma(kh))
 
         def f(q, z):  # integrand times the N(0,1) and chi^2_{d-2} densities (written out: fast)
             dens = math.exp(-z * z / 2) / math.sqrt(2 * math.pi) * norm_q * q ** (kh - 1) * math.exp(-q / 2)
-            return 0.5 * math.log((1 - e + e * s * z) ** 2 + (e * s) ** 2 * q) * dens
+            return 0.5 * math.log(law_fn(z, q, e, s)) * dens
 
         direct, err = integrate.dblquad(f, -10, 10, 0, 150, epsabs=1e-8)
         # truncation of the tails (|z| > 10, q > 150) is below 1e-15; dblquad's error estimate is err
@@ -276,10 +280,28 @@ def check_manifold_and_sharpness():
         assert math.isclose(f(ph, al), float(sphere.manifold_sharpness(ph, al)), rel_tol=1e-13)
     # the other two eigenvalues vanish (radial: scale invariance; azimuthal: the manifold is flat)
     assert sp.simplify(H.det()) == 0 and sp.simplify(H.trace() - S / r**2) == 0
-    # GD + wd along e_3: delta' = (1 - k - eta lam) delta; |.| > 1 iff eta lam > 2 - k
-    eta, lam, k = sp.symbols("eta lam k", positive=True)
-    crit = sp.solve(sp.Eq(1 - k - eta * lam, -1), lam)[0]
-    assert sp.simplify(eta * crit - (2 - k)) == 0
+    # GD + wd from w = (r cos phi, r sin phi, r delta), first order in delta: w_3' = (1 - k - eta lam) w_3
+    # with lam = S/r^2, and ||w'|| = (1 - k) r (the gradient is O(delta)); so the measured
+    # u_3 = w_3/||w|| has multiplier (1 - k - eta lam)/(1 - k): |.| > 1 iff eta lam > 2(1 - k)
+    eta, lam, k, dl = sp.symbols("eta lam k delta", positive=True)
+    wd_ = k / eta
+    w0 = sp.Matrix([r * sp.cos(phi), r * sp.sin(phi), r * dl])
+    gL = sp.Matrix([sp.diff(L, v) for v in w]).subs({w[i]: w0[i] for i in range(3)}, simultaneous=True)
+    w1 = (1 - k) * w0 - eta * gL
+    u3_new = w1[2] / sp.sqrt((w1.T * w1)[0])
+    # d u_3'/d u_3 at u_3 = 0; |1 - k| = 1 - k since 0 < k = eta wd < 1
+    mult = sp.simplify(sp.diff(u3_new, dl).subs(dl, 0)).subs(sp.Abs(k - 1), 1 - k)
+    lam_at = S / r**2
+    assert sp.simplify(mult - (1 - k - eta * lam_at) / (1 - k)) == 0
+    assert wd_ * eta == k
+    crit = sp.solve(sp.Eq((1 - k - eta * lam) / (1 - k), -1), lam)[0]
+    assert sp.simplify(eta * crit - 2 * (1 - k)) == 0
+    # on the manifold eta lam = eta S/||w||^2 rises by ||w||^2/||w'||^2 = (1 - k)^-2 per step (S fixed),
+    # so a detected onset lies in [2(1 - k), 2/(1 - k)], whose geometric centre is the predicted 2
+    ramp = sp.simplify(((r**2) / ((1 - k) * r) ** 2))
+    hi = sp.simplify(eta * crit * ramp)
+    assert sp.simplify(hi - 2 / (1 - k)) == 0
+    assert sp.simplify(sp.sqrt(eta * crit * hi) - 2) == 0
     # the flattest minimum: min over phi of S is 1 (phi = pi/2), which the claim predicts
     assert sp.minimum(S.subs(alpha, 1), phi, sp.Interval(0, sp.pi)) == 1
 

@@ -214,8 +214,12 @@ def _jsonable(x: Any) -> Any:
     if arr.dtype.kind in "iu":
         return arr.tolist()
     if arr.dtype.kind == "f":
-        out = arr.astype(float).tolist()
-        return out
+        # JSON has no NaN or inf: non-finite entries become None (a divergence is reported by the
+        # verdict's `diverged` field, never by a NaN in the numbers)
+        if arr.ndim == 0:
+            v = float(arr)
+            return v if math.isfinite(v) else None
+        return [_jsonable(v) for v in arr]
     return str(x)
 
 

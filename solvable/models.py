@@ -6,7 +6,7 @@ mention and a property test for each of its claims.
 
 import importlib
 
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("dln", "ergodic", "gr", "rmt", "scaling", "sphere", "stability", "symmetry")
 
 for _name in MODULES:
     importlib.import_module(f"{__package__}.{_name}")

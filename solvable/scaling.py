@@ -337,8 +337,18 @@ def sgd_growth(X: Any, B: int, lrs: Any, seeds: int, steps: int, sampling: str, 
     """
     xp = backend.xp
     Xb = backend.asarray(X)
+    if Xb.ndim != 2:
+        raise ValueError(f"X has shape {tuple(Xb.shape)}: X must be (N, d)")
     N, d = Xb.shape
-    lrs = np.asarray(lrs, dtype=float)
+    sampling = check_choice("sampling", sampling, SAMPLING)
+    B = check_int("B", B, 1, None if sampling == "with" else N)
+    # the standard error uses var(L) with ddof = 1 and var^2/(2 (seeds - 1)): it needs 2 runs
+    seeds = check_int("seeds", seeds, 2, None)
+    # the growth is measured over the second half, from step steps//2: at least one step each half
+    steps = check_int("steps", steps, 2, None)
+    lrs = np.atleast_1d(np.asarray(lrs, dtype=float))
+    if lrs.ndim != 1 or lrs.size == 0 or not np.all(np.isfinite(lrs) & (lrs > 0)):
+        raise ValueError(f"lrs={lrs!r} is out of range: lrs must be a nonempty 1-D array of finite numbers in (0, inf)")
     G = lrs.size
     R = G * seeds
     g = backend.rng(seed)
@@ -351,19 +361,26 @@ def sgd_growth(X: Any, B: int, lrs: Any, seeds: int, steps: int, sampling: str, 
     # the norm can grow by at most (1 + eta max_i |x_i|^2)^k in k steps: every 8 steps keeps float64
     # far from overflow in the bracket; float32 renormalises every step
     renorm = 8 if backend.dtype == "float64" else 1
-    for t in range(steps):
-        idx = _draw(g, N, B, (R,), sampling)
-        Xs = Xb[idx]                                            # (R, B, d)
-        res = (Xs @ e[:, :, None])[:, :, 0]                     # (R, B)
-        grad = (xp.permute_dims(Xs, (0, 2, 1)) @ res[:, :, None])[:, :, 0] / B
-        e = e - eta * (grad if pinv is None else grad * pinv)
-        if t % renorm == renorm - 1 or t == steps // 2 - 1 or t == steps - 1:
-            nn = xp.linalg.vector_norm(e, axis=1)
-            nn = xp.where(xp.isfinite(nn) & (nn > 0), nn, xp.ones_like(nn) * 1e300)
-            e = e / nn[:, None]
-            logn = logn + xp.log(nn)
-        if t == steps // 2 - 1:
-            half = logn
+    # A row whose norm overflowed (or collapsed to 0) between renormalisations is a diverged run: it
+    # is counted as growing by at least log(largest float) per renormalisation (finite in float32
+    # too, where 1e300 would be inf and inf - inf NaN), and its iterate is zeroed so no NaN spreads.
+    log_big = math.log(float(np.finfo(Backend.to_numpy(e[:1, :1]).dtype).max))
+    # overflow to inf/NaN is the divergence that the renormalisation detects and accounts for below
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(steps):
+            idx = _draw(g, N, B, (R,), sampling)
+            Xs = Xb[idx]                                            # (R, B, d)
+            res = (Xs @ e[:, :, None])[:, :, 0]                     # (R, B)
+            grad = (xp.permute_dims(Xs, (0, 2, 1)) @ res[:, :, None])[:, :, 0] / B
+            e = e - eta * (grad if pinv is None else grad * pinv)
+            if t % renorm == renorm - 1 or t == steps // 2 - 1 or t == steps - 1:
+                nn = xp.linalg.vector_norm(e, axis=1)
+                ok = xp.isfinite(nn) & (nn > 0)
+                safe = xp.where(ok, nn, xp.ones_like(nn))
+                e = xp.where(ok[:, None], e / safe[:, None], xp.zeros_like(e))
+                logn = logn + xp.where(ok, xp.log(safe), xp.ones_like(safe) * log_big)
+            if t == steps // 2 - 1:
+                half = logn
     L = 2.0 * Backend.to_numpy(logn - half).reshape(G, seeds)
     mu, var = L.mean(axis=1), L.var(axis=1, ddof=1)
     k3 = np.mean((L - mu[:, None]) ** 3, axis=1)
@@ -398,7 +415,13 @@ def bisect_threshold(X: Any, B: int, sampling: str, backend: Backend, seed: int,
     neglected third-cumulant term at the root.
     """
     Xn = Backend.to_numpy(X)
+    if Xn.ndim != 2:
+        raise ValueError(f"X has shape {Xn.shape}: X must be (N, d)")
     N, d = Xn.shape
+    seeds = check_int("seeds", seeds, 2, None)
+    grid = check_int("grid", grid, 2, None)       # the cell width u[1] - u[0] needs two points
+    rounds = check_int("rounds", rounds, 1, None)
+    base_steps = check_int("base_steps", base_steps, 1, None)
     q = np.ones(d) if precond is None else 1.0 / np.sqrt(np.asarray(precond, dtype=float))
     Xq = Xn * q[None, :]
     lo = math.log(2.0 / np.max(np.sum(Xq * Xq, axis=1)))
@@ -616,38 +639,87 @@ def _predict_sgd(p: SGDLinearParams) -> list[float]:
     return etas + [slope, bstar]
 
 
+def _loglog_slopes(x, Y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of ``log Y[r]`` on ``log x`` for every row ``r`` (one ``lstsq`` call)."""
+    A = np.stack([np.ones(len(x)), np.log(np.asarray(x, dtype=float))], axis=1)
+    return np.linalg.lstsq(A, np.log(Y).T, rcond=None)[0][1]
+
+
 def _propagate(Bs, etas, rel_se, N, sampling, rng) -> tuple[float, float]:
-    """Standard errors of (slope, B*) by resampling the thresholds within their standard errors."""
+    """Standard errors of (slope, B*) by resampling the thresholds within their standard errors.
+
+    Both summaries are linear least-squares fits (:func:`_summarise`), so the 200 resamples are
+    fitted at once: ``lstsq`` with 200 right-hand sides.
+    """
     draws = np.exp(np.log(etas)[None, :] + rng.standard_normal((200, len(etas))) * np.asarray(rel_se)[None, :])
-    out = np.array([_summarise(Bs, list(e), N, sampling)[::2] for e in draws])
-    return float(out[:, 0].std()), float(out[:, 1].std())
+    fitB = _linear_fit_range(Bs)
+    slopes = _loglog_slopes(fitB, draws[:, [Bs.index(b) for b in fitB]])
+    c = np.array([batch_noise_factor(b, N, sampling) for b in Bs])
+    alpha, beta = np.linalg.lstsq(np.stack([np.ones_like(c), c], axis=1), (1.0 / draws).T, rcond=None)[0]
+    return float(slopes.std()), float((beta / alpha).std())
+
+
+# Systematic offset of the measured SGD threshold that the growth-rate estimate leaves after its
+# k3/6 term: averaged over 6 seeds (numpy, d = 32) it is +0.17 +- 0.06 % at B = 2 and +0.58 +- 0.05 %
+# at B = 4 (4x longer runs: +0.34 +- 0.06 %). Solving the exact second-moment recursion over the same
+# run length moves the root by ~1e-6, so it is not a start-up transient; it comes from the estimator
+# (log-normal estimate from `seeds` runs, ratio of norms), whose exact source is not established.
+# 1 % bounds the largest measured offset by more than 8 of its standard errors.
+_SGD_ESTIMATOR_BIAS = 0.01
 
 
 def _measure_sgd(p: SGDLinearParams, backend: Backend, seed: int) -> Measurement:
     X, _ = _sgd_data(p)
     Bs = list(_SGD_GRID)
-    etas, rels, bias = [], [], []
+    etas, rels, bias, failed = [], [], [], []
     for k, b in enumerate(Bs):
         eta, rel, inf = bisect_threshold(X, b, p.sampling, backend, seed + 1000 * k, seeds=p.seeds)
         etas.append(eta)
         rels.append(rel)
-        bias.append(inf["bias"])
+        bias.append(inf["bias"] + _SGD_ESTIMATOR_BIAS)
+        failed.append(bool(inf.get("fit_failed", False)))
     slope, _, bstar = _summarise(Bs, etas, p.N, p.sampling)
     # exponent and B* inherit the thresholds' errors: resample them within standard error + bias
     se_slope, se_bstar = _propagate(Bs, etas, np.add(rels, bias), p.N, p.sampling, np.random.default_rng(seed))
     rmt_lr = [2.0 / float(np.mean(Backend.to_numpy(backend.xp.linalg.eigvalsh(
         batch_hessians(X, b, 64, p.sampling, backend=backend, seed=seed + 17))[:, -1]))) for b in Bs]
+    # a failed root fit (non-increasing growth over the last grids) returns only the bracket's midpoint:
+    # that is no measurement of the threshold, so the claim must fail rather than pass on it
     return Measurement(value=etas + [slope, bstar], stderr=rels + [se_slope / abs(slope), se_bstar / bstar],
-                       info={"B": Bs, "rmt_lr_2_over_mean_lambda_max_HB": rmt_lr,
+                       checks={"bisection_fit_ok": not any(failed)},
+                       info={"fit_failed_at_B": [b for b, f in zip(Bs, failed) if f], "B": Bs, "rmt_lr_2_over_mean_lambda_max_HB": rmt_lr,
                              "asymptotic_exponent": 1.0, "bias": bias + [0.0, 0.0]})
 
 
-def _tol_rel(p, m: Measurement, be: Backend) -> Tolerance:
-    bias = m.info.get("bias", [0.0] * len(m.stderr))
-    return Tolerance(float(max(_Z * s + b for s, b in zip(m.stderr, bias))),
-                     "max over entries of 3 relative standard errors (seed noise of the growth fit in the last "
-                     "bisection round; exponent and B* propagated) plus the log-normal truncation bias "
-                     "|k3|/6 of the growth estimate, measured from the runs")
+def _tol_per_entry(predict):
+    """Tolerance of a claim whose entries have their own allowances ``z se_k + bias_k`` (relative).
+
+    The engine compares one scalar error with one tolerance; with the loosest entry's allowance as
+    that tolerance, a precise entry could be 10-30x off and pass. So every entry is also compared
+    with its own allowance: ``error_k / allowance_k`` goes to ``info["error_over_allowance"]`` and
+    the check ``every_entry_within_its_allowance`` (binding: the verdict fails if any entry exceeds
+    its own allowance). ``predict`` is the claim's closed form, evaluated here, not in the simulation.
+    """
+
+    def tol(p, m: Measurement, be: Backend) -> Tolerance:
+        se = np.asarray(m.stderr, dtype=float)
+        bias = np.asarray(m.info.get("bias", [0.0] * len(se)), dtype=float)
+        allow = _Z * se + bias
+        pred = np.asarray(predict(p), dtype=float)
+        rel = np.abs(np.asarray(m.value, dtype=float) - pred) / np.abs(pred)
+        ratio = rel / allow
+        m.info["allowance"] = allow.tolist()
+        m.info["error_over_allowance"] = ratio.tolist()
+        m.checks["every_entry_within_its_allowance"] = bool(np.all(ratio <= 1.0))
+        return Tolerance(float(allow.max()),
+                         "scalar: the loosest entry's allowance; binding: each entry k within its own allowance "
+                         "3 relative standard errors + bias_k (check every_entry_within_its_allowance; ratios in "
+                         "info.error_over_allowance). Standard errors: seed noise of the growth fit in the last "
+                         "bisection round (exponent and B* propagated); bias: the log-normal truncation term "
+                         "|k3|/6 of the growth estimate, measured from the runs (SGD: plus a 1% bound on the "
+                         "estimator's measured systematic offset, up to +0.58% at B = 4; see _SGD_ESTIMATOR_BIAS)")
+
+    return tol
 
 
 register(Claim(
@@ -666,7 +738,7 @@ register(Claim(
     predicted=_predict_sgd,
     measured=_measure_sgd,
     error=max_relative_error,
-    tolerance=_tol_rel,
+    tolerance=_tol_per_entry(_predict_sgd),
     sweep="d", sweep_values=(24, 32, 40),
     summary=lambda v: v[-1], summary_label="critical batch size B*",
 ))
@@ -700,10 +772,11 @@ def _predict_adam(p: AdamSqrtParams) -> list[float]:
 
 def _measure_adam(p: AdamSqrtParams, backend: Backend, seed: int) -> Measurement:
     X, r = _sgd_data(p)
-    etas, rels, bias, pre = [], [], [], []
+    etas, rels, bias, pre, failed = [], [], [], [], []
     for k, b in enumerate(_ADAM_GRID):
         P, pre_k = estimate_preconditioner(X, r, b, p.sampling, backend, seed + 31 * k, return_error=True)
         eta, rel, inf = bisect_threshold(X, b, p.sampling, backend, seed + 1000 * k, seeds=p.seeds, precond=P)
+        failed.append(bool(inf.get("fit_failed", False)))
         etas.append(eta)
         rels.append(rel)
         bias.append(inf["bias"])
@@ -714,10 +787,11 @@ def _measure_adam(p: AdamSqrtParams, backend: Backend, seed: int) -> Measurement
     errs = [math.hypot(x, q) for x, q in zip(rels, pre)]
     draws = np.exp(np.log(etas[:3])[None, :] + np.random.default_rng(seed).standard_normal((200, 3))
                    * (np.asarray(errs[:3]) + np.asarray(bias[:3]))[None, :])
-    se_slope = float(np.std([loglog_slope(_ADAM_GRID[:3], e).slope for e in draws]))
+    se_slope = float(np.std(_loglog_slopes(_ADAM_GRID[:3], draws)))
     return Measurement(value=etas + [fit.slope],
                        stderr=errs + [se_slope / abs(fit.slope)],
-                       info={"B": list(_ADAM_GRID), "asymptotic_exponent": 0.5, "bias": bias + [0.0]})
+                       checks={"bisection_fit_ok": not any(failed)},
+                       info={"fit_failed_at_B": [b for b, f in zip(_ADAM_GRID, failed) if f], "B": list(_ADAM_GRID), "asymptotic_exponent": 0.5, "bias": bias + [0.0]})
 
 
 register(Claim(
@@ -735,7 +809,7 @@ register(Claim(
     predicted=_predict_adam,
     measured=_measure_adam,
     error=max_relative_error,
-    tolerance=_tol_rel,
+    tolerance=_tol_per_entry(_predict_adam),
     sweep="d", sweep_values=(24, 32, 40),
     summary=lambda v: v[-1], summary_label="fitted exponent (B <= 4)",
 ))

@@ -126,9 +126,29 @@ def _check_w(w: Array, name: str = "w") -> None:
     xp = _xp_of(w)
     nrm = xp.sqrt(xp.sum(w * w, axis=-1))
     if bool(xp.any(nrm == 0)):
-        raise ValueError(f"{name} contains a zero weight vector: {name} must have norm in (0, inf)")
+        rows = np.flatnonzero(np.asarray(nrm.cpu() if hasattr(nrm, "cpu") else nrm).reshape(-1) == 0)
+        raise ValueError(f"{name} contains a zero weight vector (row {int(rows[0])} has norm 0.0): "
+                         f"every weight vector in {name} must have norm in (0, inf)")
     if not bool(xp.all(xp.isfinite(nrm))):
         raise ValueError(f"{name} contains NaN or inf: {name} must be finite")
+
+
+def _device_of(x: Array) -> Any:
+    from array_api_compat import device
+
+    return device(x)
+
+
+def _json_safe(x: Any) -> Any:
+    """``x`` with NaN entries of float arrays replaced by ``None`` (a NaN in ``info`` means "not
+    measured", e.g. a task without cycles; ``verify --json`` refuses NaN, which is not JSON)."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and np.isnan(x).any():
+        return np.where(np.isnan(x), None, x).tolist()
+    return x
 
 
 def _xp_of(x: Array) -> Any:
@@ -184,6 +204,8 @@ def uniform_coordinate_pdf(t: Any, d: int) -> np.ndarray:
 
 def random_directions(backend: Backend, n: int, d: int, seed: int = 0) -> Array:
     """``n`` independent uniform unit vectors in ``R^d`` (normalised Gaussians), shape ``(n, d)``."""
+    n = check_int("n", n, 1)
+    d = check_int("d", d, 1)
     z = backend.rng(seed).normal((n, d))
     xp = backend.xp
     return z / xp.sqrt(xp.sum(z * z, axis=-1, keepdims=True))
@@ -409,7 +431,8 @@ def simulate(
     stack = xp.stack
     return SphereRun(
         w=w, buf=buf, loss=stack(losses, axis=0), sq_norm=stack(norms, axis=0),
-        angle=stack(angles, axis=0) if angles else xp.zeros((0, B), dtype=be.float_dtype),
+        # an empty angle record (n_steps < record_every) must live on the weights' device (CUDA)
+        angle=stack(angles, axis=0) if angles else xp.zeros((0, B), dtype=be.float_dtype, device=_device_of(w)),
         directions=stack(dirs, axis=0) if keep_directions else None,
         steps=np.arange(n_rec) * record_every, diverged=~alive, diverged_step=div_step,
     )
@@ -535,13 +558,23 @@ def sharpness_toy_grad(w: Array, alpha: float) -> Array:
     return (gF - xp.sum(gF * u, axis=-1, keepdims=True) * u) / r
 
 
-def _fd_top_hessian_eig(grad_fn, w: Array, rel_h: float = 1e-5) -> Array:
+def _fd_rel_step(eps: float) -> float:
+    """Relative central-difference step: 1e-5 in float64; ``eps^(1/3)`` (~5e-3) in float32, where
+    the round-off of a difference of gradients, ``~eps/h``, would swamp a 1e-5 step (``eps^(1/3)``
+    balances it against the ``O(h^2)`` truncation, for a total error ``~eps^(2/3)``)."""
+    return max(1e-5, eps ** (1.0 / 3.0))
+
+
+def _fd_top_hessian_eig(grad_fn, w: Array, rel_h: float | None = None) -> Array:
     """Top eigenvalue of ``Hess L(w)`` (batched) from central differences of ``grad_fn``.
 
     Central differences are second order: with step ``h = rel_h ||w||`` the error is
-    ``O(h^2 ||D^3 L||)``, about 1e-10 relative here, far below every tolerance that uses it.
+    ``O(h^2 ||D^3 L||)``, about 1e-10 relative in float64 (``rel_h = 1e-5``), far below every
+    tolerance that uses it; in float32 about ``eps^(2/3)`` ~ 2e-5 (see :func:`_fd_rel_step`).
     """
     xp = _xp_of(w)
+    if rel_h is None:
+        rel_h = _fd_rel_step(float(xp.finfo(w.dtype).eps))
     d = int(w.shape[-1])
     r = xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))
     h = rel_h * r
@@ -790,6 +823,11 @@ def bisect_projected_threshold(a: np.ndarray, backend: Backend | str | None = No
     """
     be = backend if isinstance(backend, Backend) else get_backend(backend or "numpy")
     a = np.asarray(a, dtype=float)
+    n_grid = check_int("n_grid", n_grid, 2)
+    rounds = check_int("rounds", rounds, 1)
+    n_steps = check_int("n_steps", n_steps, 2)
+    if a.ndim != 1 or len(a) < 2 or not np.all(np.isfinite(a)) or not np.ptp(a) > 0:
+        raise ValueError(f"a={a!r} is out of range: a must be >= 2 finite eigenvalues with a_max > a_min")
     scale = float(np.max(np.abs(a)))
     grid = np.geomspace(1e-4, 1e4, 2 * n_grid) / scale
     lo = hi = None
@@ -935,23 +973,32 @@ def regime_12_boundary(sigma: float, b: float, d: int) -> float:
 
 def _growth_rates(be: Backend, elrs: np.ndarray, n_runs: int, n_steps: int, sigma: float, d: int,
                   seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error over runs of ``log(|v_T|/|v_0|)/T`` from ``1e-80`` off ``e_1``.
+    """Mean and standard error over runs of ``log(|v_T|/|v_0|)/T`` from ``v0`` off ``e_1``.
 
-    Projected SGD with loss-scaled noise on ``A = diag(0, 1, ..., 1)``. Starting ``1e-80`` from
-    ``e_1`` keeps ``|v|`` in ``[1e-150, 1e-10]`` for ``|log growth| < 160``: linear (corrections
-    ``O(|v|^2)``) and clear of underflow, so the per-step log-growths are i.i.d. (the linearisation
-    is rotation-invariant) and their mean over runs estimates the Lyapunov exponent.
+    Projected SGD with loss-scaled noise on ``A = diag(0, 1, ..., 1)``. In float64, starting
+    ``v0 = 1e-80`` from ``e_1`` keeps ``|v|`` in ``[1e-150, 1e-10]`` for ``|log growth| < 160``:
+    linear (corrections ``O(|v|^2)``) and clear of underflow, so the per-step log-growths are i.i.d.
+    (the linearisation is rotation-invariant) and their mean over runs estimates the Lyapunov
+    exponent. float32 (CUDA) underflows below ~1e-38, where ``1e-80`` would start at exactly
+    ``e_1`` (log 0): there ``v0 = 1e-15`` keeps ``|v|`` in ``[1e-35, 1e-4]`` for ``|log growth| <
+    25``. With ``a_min = 0`` no step subtracts nearly equal numbers (``u^T A u = |v|^2``), so the
+    small scale costs no relative precision. A run that still under- or overflows (``|v|`` = 0 or
+    not finite, far from the boundary) contributes its sign only: its growth is clipped to the
+    range the start scale can resolve.
     """
     a = np.ones(d)
     a[0] = 0.0
     E = np.repeat(elrs, n_runs)
-    w0 = _near_e1(be, len(E), d, 1e-80, seed)
+    v0 = 1e-80 if be.eps < 1e-10 else 1e-15
+    w0 = _near_e1(be, len(E), d, v0, seed)
     r = simulate(a, w0, n_steps, mode="projected", elr=E, noise=sigma, noise_kind="loss_scaled",
                  record_every=n_steps, backend=be, seed=seed)
     off = lambda w: np.linalg.norm(be.to_numpy(w)[:, 1:], axis=1)  # noqa: E731
     with np.errstate(divide="ignore"):
         g = (np.log(off(r.w)) - np.log(off(w0))) / n_steps
-    g = g.reshape(len(elrs), n_runs)
+    # |log growth| beyond -log(v0) cannot be resolved (underflow to 0 gives -inf): keep the sign
+    lim = -math.log(v0) / n_steps
+    g = np.clip(g, -lim, lim).reshape(len(elrs), n_runs)
     return g.mean(axis=1), g.std(axis=1, ddof=1) / math.sqrt(n_runs)
 
 
@@ -965,6 +1012,8 @@ def measure_regime_12_boundary(sigma: float, d: int, backend: Backend | str | No
     standard error. Returns ``(elr_12, stderr, info)``.
     """
     be = backend if isinstance(backend, Backend) else get_backend(backend or "numpy")
+    sigma = check_range("sigma", sigma, 0.0, None, low_open=True)
+    d = check_int("d", d, 3)
     grid = np.geomspace(1e-3, 1e3, 16)
     lam, _ = _growth_rates(be, grid, 8, 100, sigma, d, seed)
     j = int(np.flatnonzero(lam > 0)[0])
@@ -1030,6 +1079,10 @@ def classify_regimes(elrs: np.ndarray, sigma: float, d: int, backend: Backend | 
 
     be = backend if isinstance(backend, Backend) else get_backend(backend or "numpy")
     elrs = np.asarray(elrs, dtype=float)
+    sigma = check_range("sigma", sigma, 0.0, None, low_open=True)
+    d = check_int("d", d, 3)
+    n_runs = check_int("n_runs", n_runs, 2)
+    n_steps = check_int("n_steps", n_steps, 8)  # recorded every 4 steps: the halves and quarters need rows
     a = np.ones(d)
     a[0] = 0.0
     E = np.repeat(elrs, n_runs)
@@ -1090,7 +1143,7 @@ def _measure_three_regimes(p: ThreeRegimesParams, be: Backend, seed: int) -> Mea
         "regime2_above_minimum": bool(np.all(c["mean_loss"][eq] > 4 * c["mean_loss_se"][eq])),
         "regime3_at_largest_elr": bool(reg[-1] == 3),
     }
-    info.update(elr_12_stderr=se, elr_23=e23, grid=elrs, regimes=reg, ks_p=c["ks_p"], mean_loss=c["mean_loss"],
+    info.update(elr_12_stderr=se, elr_23=_json_safe(e23), grid=elrs, regimes=reg, ks_p=c["ks_p"], mean_loss=c["mean_loss"],
                 sphere_average=c["sphere_average"], stationarity_z=c["stationarity_z"], n_regime3=len(three))
     return Measurement(value=e12, stderr=se, checks=checks, info=info)
 
@@ -1134,20 +1187,23 @@ def bn_net_loss_grad(W: Array, X: Array, Y: Array, W2: Array, eps: float = 0.0) 
     serves numpy and torch; tests check it against torch autograd.
 
     Args:
-      W: ``(K, h, p)`` trained weights; X: ``(n, p)`` inputs; Y: ``(n, c)`` one-hot labels;
-      W2: ``(c, h)`` fixed read-out; eps: BatchNorm's epsilon.
+      W: ``(K, h, p)`` trained weights; X: ``(n, p)`` or ``(K, n, p)`` inputs; Y: ``(n, c)`` or
+      ``(K, n, c)`` one-hot labels; W2: ``(c, h)`` or ``(K, c, h)`` fixed read-out; eps: BatchNorm's
+      epsilon.
 
     Returns:
       ``(L, grad)`` of shapes ``(K,)`` and ``(K, h, p)``.
     """
     xp = _xp_of(W)
-    n = int(X.shape[0])
+    n = int(X.shape[-2])  # the sample axis: X may carry a leading network axis
+    # one read-out for all networks (c, h), or one per network (K, c, h)
+    W2T = xp.permute_dims(W2, (1, 0)) if W2.ndim == 2 else xp.permute_dims(W2, (0, 2, 1))
     z = xp.matmul(X, xp.permute_dims(W, (0, 2, 1)))          # (K, n, h)
     zc = z - xp.mean(z, axis=1, keepdims=True)
     sd = xp.sqrt(xp.mean(zc * zc, axis=1, keepdims=True) + eps)
     hz = zc / sd
     act = xp.where(hz > 0, hz, xp.zeros_like(hz))
-    f = xp.matmul(act, xp.permute_dims(W2, (1, 0)))          # (K, n, c)
+    f = xp.matmul(act, W2T)                                    # (K, n, c)
     fmax = xp.max(f, axis=-1, keepdims=True)
     ef = xp.exp(f - fmax)
     se = xp.sum(ef, axis=-1, keepdims=True)
@@ -1196,6 +1252,13 @@ def simulate_bn_gd(W0: Array, X: Array, Y: Array, W2: Array, n_steps: int, *, et
         raise ValueError("W0 contains a zero weight matrix: W0 must have norm in (0, inf)")
     losses, norms = [], []
     div = -1
+    # overflow in a diverging run is detected and reported: numpy need not warn about it
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _bn_gd_loop(be, W, X, Y, W2, wdv, eta, n_steps, losses, norms, div)
+
+
+def _bn_gd_loop(be, W, X, Y, W2, wdv, eta, n_steps, losses, norms, div):
+    xp = be.xp
     for t in range(n_steps + 1):
         L, g = bn_net_loss_grad(W, X, Y, W2)
         losses.append(L)
@@ -1203,11 +1266,20 @@ def simulate_bn_gd(W0: Array, X: Array, Y: Array, W2: Array, n_steps: int, *, et
         if t == n_steps:
             break
         W = W - eta * (g + wdv * W)
-        if t % 64 == 63 and not bool(xp.all(xp.isfinite(W))):
+        # checked every 64 steps (a host sync per step would stall CUDA); the exact first step is
+        # recovered below from the recorded norms
+        # the squared norm, not W, is tested: W can stay finite while ||W||^2 (and the loss) overflow
+        sq_t = xp.sum(W * W, axis=(1, 2))
+        if t % 64 == 63 and not bool(xp.all(xp.isfinite(sq_t) & (sq_t > 0))):
+            norms.append(sq_t)
+            losses.append(xp.full_like(L, float("nan")))
             div = t + 1
             break
-    return dict(loss=be.to_numpy(xp.stack(losses)), sq_norm=be.to_numpy(xp.stack(norms)),
-                diverged=div >= 0, diverged_step=div)
+    sq = be.to_numpy(xp.stack(norms))
+    if div >= 0:
+        bad = ~(np.isfinite(sq) & (sq > 0)).all(axis=1)
+        div = int(np.flatnonzero(bad)[0])
+    return dict(loss=be.to_numpy(xp.stack(losses)), sq_norm=sq, diverged=div >= 0, diverged_step=div)
 
 
 # ---- sphere.periodic_behavior -----------------------------------------------------------------
@@ -1221,6 +1293,8 @@ def spike_onsets(sq_norm: np.ndarray, eta_wd: float, jump: float = 1.02, quiet: 
     ``quiet / (eta wd)`` steps to the previous jump belong to the same spike (a spike is a burst of
     a few unstable steps), so a new cycle starts only after the norm has decayed for a while.
     """
+    eta_wd = check_range("eta_wd", eta_wd, 0.0, None, low_open=True)
+    jump = check_range("jump", jump, 1.0, None, low_open=True)
     x = np.asarray(sq_norm, dtype=float)
     jumps = np.flatnonzero(x[1:] > jump * x[:-1]) + 1
     if len(jumps) == 0:
@@ -1246,7 +1320,9 @@ def _measure_periodic(p: PeriodicParams, be: Backend, seed: int) -> Measurement:
     xp = be.xp
     ks = p.k_min * np.array([1.0, 2.0, 4.0, 8.0])
     tasks = [bn_task(be, seed * 1000 + j) for j in range(p.n_tasks)]
-    W2 = tasks[0][2]
+    # each task has its own read-out: one shared read-out whose two class rows happen to be alike
+    # leaves every task of a seed unable to fit its labels (no cycles anywhere, ~1 seed in 10)
+    W2 = xp.stack([t[2] for t in tasks for _ in ks])
     X = xp.stack([t[0] for t in tasks for _ in ks])
     Y = xp.stack([t[1] for t in tasks for _ in ks])
     W0 = xp.stack([t[3] for t in tasks for _ in ks])
@@ -1274,25 +1350,34 @@ def _measure_periodic(p: PeriodicParams, be: Backend, seed: int) -> Measurement:
     n_ok = len(raw)
     mean = float(raw.mean()) if n_ok else float("nan")
     se = float(raw.std(ddof=1) / math.sqrt(n_ok)) if n_ok >= 2 else float("nan")
-    checks = {"at_least_4_periodic_tasks": n_ok >= 4}
+    lc = float(log_corr.mean()) if n_ok else float("nan")
+    # the quiet-phase law T = log R / (2 eta wd) (proofs_check) puts the slope at -1 + (drift of
+    # log log R); 1/(eta wd) alone puts it at -1. The tolerance below is symmetric about -1; this
+    # check also asks the deviation to go the way the logarithm drifts: the slope must lie between
+    # -1 and -1 + drift, within 3 standard errors (a slope of -1/2, as on the smooth toy, fails).
+    between = (n_ok >= 2 and min(-1.0, -1.0 + lc) - 3 * se <= mean <= max(-1.0, -1.0 + lc) + 3 * se)
+    checks = {"at_least_4_periodic_tasks": n_ok >= 4,
+              "slope_between_minus_1_and_minus_1_plus_log_jump_drift": bool(between)}
+    # info keeps only the periodic tasks' rows: other rows hold NaN ("no cycles"), which is not JSON
     return Measurement(value=mean, stderr=se, checks=checks,
-                       info={"eta_wd": ks, "periods": periods, "log_norm_jump": log_jump, "period_slopes": raw,
-                             "log_jump_slopes": log_corr,
-                             "log_correction": float(log_corr.mean()) if n_ok else float("nan"),
-                             "period_times_2k_over_log_jump": decay_law, "n_periodic_tasks": n_ok,
-                             "median_min_loss_in_cycle": float(np.nanmedian(min_loss))})
+                       info={"eta_wd": ks, "periods": periods[ok], "log_norm_jump": log_jump[ok],
+                             "period_slopes": raw, "log_jump_slopes": log_corr, "log_correction": _json_safe(lc),
+                             "period_times_2k_over_log_jump": decay_law[ok], "n_periodic_tasks": n_ok,
+                             "periodic_tasks": np.flatnonzero(ok),
+                             "median_min_loss_in_cycle": _json_safe(float(np.nanmedian(min_loss)))})
 
 
 register(Claim(
     id="sphere.periodic_behavior",
-    statement=("Full-batch GD with weight decay on a BatchNorm MLP (16 hidden units, fixed read-out, 32 random-label "
-               "points) trains periodically: the loss is nearly minimised (< 0.05), the weight norm decays, "
+    statement=("Full-batch GD with weight decay on a BatchNorm MLP (16 hidden units, a fixed random read-out per "
+               "task, 32 random-label points) trains periodically: the loss is nearly minimised (< 0.05), the weight norm decays, "
                "the ELR grows "
                "until a loss spike and a norm jump, and again; the period scales like 1/(eta wd) up to a logarithm: "
                "the log-log slope of period against eta wd in (k_min, 8 k_min), averaged over the random tasks that "
-               "show cycles, is -1 within 3 standard errors plus the drift of log(norm jump) (measured: about "
-               "-1.15 +- 0.04, log-jump drift about -0.3). A smooth quadratic-well toy (Rayleigh quotient, GD + wd) "
-               "instead gives slope -0.51 +- 0.01, since its norm jumps grow with eta wd (notebook)."),
+               "show cycles, is -1 within 3 standard errors plus the drift of log(norm jump) (measured over seeds "
+               "0-13: -1.00 to -1.24, standard error ~0.04, log-jump drift -0.1 to -0.5); a check also asks the slope to lie between -1 and -1 + drift "
+               "(within 3 standard errors), the side the quiet-phase law log R/(2 eta wd) predicts. A smooth "
+               "quadratic-well toy (Rayleigh quotient, GD + wd) instead gives slope -0.51 +- 0.01, since its norm jumps grow with eta wd (notebook)."),
     reference="Lobacheva et al. 2021 (arXiv 2106.15739), Sec. 4-5; Li, Lyu, Arora 2020 (arXiv 2010.02916)",
     params=PeriodicParams,
     predicted=lambda p: -1.0,
@@ -1346,12 +1431,20 @@ def _measure_sharpness(p: SharpnessParams, be: Backend, seed: int) -> Measuremen
     S = r["manifold_sharpness"][:, 0]
     P = p.eta * r["lam_max_manifold"][:, 0]
     on = instability_onsets(r["u3"][:, 0])
+    # each onset in the linear regime lies in [2(1 - k), 2/(1 - k)], k = eta wd (proofs_check); the
+    # first onsets, while the start's tilt u_3 ~ 0.3 decays, are nonlinear and may fall outside, so
+    # the band is reported (info), not asserted; the claim compares the median with 2
+    k = p.eta_wd
+    in_band = float(np.mean((P[on] >= 2 * (1 - k)) & (P[on] <= 2 / (1 - k)))) if len(on) else float("nan")
     first = int(np.argmax(P > 1.9)) if np.any(P > 1.9) else len(P) - 1
-    mono = bool(np.all(np.diff(S[first:]) <= 1e-9 * S[first:-1]))  # 1e-9: finite-difference noise
+    # finite-difference noise of S: ~1e-10 relative in float64 (the 1e-9 allowance), ~eps^(2/3)
+    # with the larger float32 step (see _fd_rel_step); 10 x that bounds the difference of two values
+    fd_noise = 1e-9 if be.eps < 1e-10 else 10 * be.eps ** (2.0 / 3.0)
+    mono = bool(np.all(np.diff(S[first:]) <= fd_noise * S[first:-1]))
     return Measurement(
         value=np.array([S[-1], float(np.median(P[on])) if len(on) else np.nan]),
         checks={"sharpness_non_increasing_after_reaching_eos": mono, "at_least_5_instabilities": len(on) >= 5},
-        info={"n_steps": T, "n_onsets": int(len(on)), "eta_lam_at_onsets": P[on][:50],
+        info={"n_steps": T, "n_onsets": int(len(on)), "fraction_of_onsets_in_band": _json_safe(in_band), "eta_lam_at_onsets": P[on][:50],
               "initial_manifold_sharpness": float(S[0])})
 
 
@@ -1368,18 +1461,23 @@ register(Claim(
                "sharpness S(phi) = 1 + alpha cos^2 phi: the norm decays until eta lam_max(Hess L) reaches 2 (edge of "
                "stability: sphere sharpness = 2 ||w||^2/eta), then the iterate drifts along the manifold with S "
                "non-increasing to the flattest minimum S = 1; predicted = [min S, 2], measured = [S at the nearest "
-               "minimum after 12/(eta wd) steps, median of eta lam_max at the onsets of instability]."),
+               "minimum after 12/(eta wd) steps, median of eta lam_max at the onsets of instability]. With weight "
+               "decay the onsets of |u_3| growth are at eta lam = 2(1 - eta wd), detected within one step of a "
+               "ramp of (1 - eta wd)^-2, so each (in the linear regime) lies in [2(1 - eta wd), 2/(1 - eta wd)], "
+               "whose geometric centre is 2; the first onsets, while the initial tilt decays, are nonlinear and "
+               "may fall outside (fraction inside in info)."),
     reference=("Lyu, Li, Arora 2022 (arXiv 2206.07085), Thm. 4.1 and Sec. 4; "
                "the toy and its closed forms are built here"),
     params=SharpnessParams,
     predicted=lambda p: np.array([float(np.min(manifold_sharpness(np.linspace(0, np.pi, 1001), p.alpha))), 2.0]),
     measured=_measure_sharpness,
     error=_max_rel_error,
-    tolerance=lambda p, m, be: Tolerance(2 * p.eta_wd + 1e-3,
-                                         "onsets are resolved to one step of eta lam_max's ramp (x (1 - eta wd)^-2, "
-                                         "~1 + 2 eta wd) and the wd term shifts the threshold to 2 - eta wd: "
-                                         "2 eta wd relative; 1e-3 bounds the remaining excess sharpness after "
-                                         "12/(eta wd) steps of drift"),
+    tolerance=lambda p, m, be: Tolerance(p.eta_wd / (1 - p.eta_wd) + 1e-3,
+                                         "every onset lies in [2(1 - eta wd), 2/(1 - eta wd)] (threshold "
+                                         "2(1 - eta wd) for u_3, resolved to one step of eta lam_max's ramp "
+                                         "x (1 - eta wd)^-2; derived in proofs_check), at most eta wd/(1 - eta wd) "
+                                         "relative from 2; 1e-3 bounds O(u_3^2) corrections and the remaining "
+                                         "excess sharpness after 12/(eta wd) steps of drift"),
     sweep="alpha", sweep_values=(0.5, 1.0, 2.0),
     summary=lambda v: float(v[0]), summary_label="final sphere sharpness",
 ))

@@ -318,20 +318,62 @@ def gradient_balance_residual(U: Array, V: Array, X: Array, Y: Array) -> Array:
 # Simulators (torch: autodiff is the point)
 
 
-def orbit_curvature_fd(U, V, M, delta: float = 1e-3):
-    """Curvature of ``gamma(t) = exp(t M) . w`` at ``t = 0`` by central differences of the action.
+#: bound on the Frobenius relative error of ``matrix_exp(t M)`` in units of eps, for ``|t M|`` near 0
+#: (the step sizes used here): measured at most 2.0 in float32 against float64 (torch, h = 1..32,
+#: 200 draws each, t = eps^(1/4), 2 eps^(1/4), 0.05); 10 leaves a factor 5.
+_EXPM_ERR = 10.0
 
-    ``g' ~ (gamma(d) - gamma(-d)) / 2d`` and ``g'' ~ (gamma(d) - 2 gamma(0) + gamma(-d)) / d^2``
-    (errors ``O(d^2)``); uses :func:`orbit_curve` (the group action through ``matrix_exp``), not the
-    closed form of :func:`orbit_curvature_linear`.
-    """
+
+def _orbit_triangle(U, V, M, delta: float):
+    """Circumcircle curvature of the orbit points ``gamma(-d), gamma(0), gamma(d)`` and its round-off bound."""
     check_range("delta", delta, 0.0, None, low_open=True)
+    _check_pair(U, V)
     xp = array_namespace(U, V, M)
     Up, Vp = orbit_curve(U, V, M, delta)
     Um, Vm = orbit_curve(U, V, M, -delta)
-    d1 = [(Up - Um) / (2 * delta), (Vp - Vm) / (2 * delta)]
-    d2 = [(Up - 2 * U + Um) / delta ** 2, (Vp - 2 * V + Vm) / delta ** 2]
-    return _curvature_from_derivatives(xp, d1, d2)
+
+    def flat(A, B):
+        return xp.concat([xp.reshape(A, A.shape[:-2] + (-1,)), xp.reshape(B, B.shape[:-2] + (-1,))], axis=-1)
+
+    u = flat(Up - U, Vp - V)             # gamma(d) - gamma(0), in the flattened parameter space
+    v = flat(Um - U, Vm - V)             # gamma(-d) - gamma(0)
+    uu, vv, uv = xp.sum(u * u, axis=-1), xp.sum(v * v, axis=-1), xp.sum(u * v, axis=-1)
+    # the triangle's height over the side u: w = v minus its projection on u (|w| = 2 Area / |u|);
+    # the projection loses only O(eps / delta) relative, unlike Heron's formula for this needle triangle
+    w = v - (uv / uu)[..., None] * u
+    nw, nv = xp.sqrt(xp.sum(w * w, axis=-1)), xp.sqrt(vv)
+    nc = xp.sqrt(xp.sum((u - v) ** 2, axis=-1))
+    # kappa = 1 / R = 4 Area / (|u| |v| |u - v|) with Area = |u| |w| / 2
+    kappa = 2 * nw / (nv * nc)
+    # round-off: each point gamma(t) = (U E(-t), E(t) V) carries an error of Frobenius norm at most
+    # e = (h + _EXPM_ERR + 2) eps sqrt(h) e^{d |M|} (|U| + |V|): the product of inner size h (Higham 2002,
+    # Sec. 3.5: h eps |A| |B|), matrix_exp (_EXPM_ERR eps |E|, |E(t)|_F <= sqrt(h) e^{|t| |M|_F}) and the
+    # subtraction of gamma(0) (2 eps). To first order |w| moves by at most 4 e (|e_+| + 2|e_0| + |e_-|) plus
+    # the (N + 4) eps |v| of its own evaluation (N coordinates), |v| and |u - v| by 2 e each.
+    h = V.shape[-2]
+    eps = float(xp.finfo(u.dtype).eps)
+    nM = xp.sqrt(xp.sum(M * M, axis=(-2, -1)))
+    nUV = xp.sqrt(xp.sum(U * U, axis=(-2, -1))) + xp.sqrt(xp.sum(V * V, axis=(-2, -1)))
+    e = (h + _EXPM_ERR + 2) * eps * math.sqrt(h) * xp.exp(delta * nM) * nUV
+    N = u.shape[-1]
+    roundoff = 2 * (4 * e + (N + 4) * eps * nv) / (nv * nc) + kappa * (2 * e / nv + 2 * e / nc)
+    return kappa, roundoff
+
+
+def orbit_curvature_fd(U, V, M, delta: float = 1e-3):
+    """Curvature of ``gamma(t) = exp(t M) . w`` at ``t = 0`` from three points of the orbit.
+
+    The circle through ``gamma(-d), gamma(0), gamma(d)`` (in the flattened parameter space
+    ``(U, V)``) has curvature ``1/R = 4 Area / (a b c)`` (``a, b, c`` the sides of the triangle); it
+    is an even function of ``d`` and tends to the curve's curvature with error ``O(d^2)``. It uses
+    only :func:`orbit_curve` (the group action through ``matrix_exp``): no derivative formula, so it
+    checks the closed form of :func:`orbit_curvature_linear` independently. Batch axes of ``M``
+    broadcast.
+
+    Args:
+      U: ``k x h``; V: ``h x d``; M: ``h x h`` direction(s); delta: the parameter step ``d > 0``.
+    """
+    return _orbit_triangle(U, V, M, delta)[0]
 
 
 def gradient_norm_sq(loss_fn: Callable, params: tuple, create_graph: bool = False):
@@ -770,13 +812,19 @@ def _measure_leaky_invariance(p, backend, seed):
     S = leaky_relu(V2 @ X, p.negative_slope)
     sv = torch.linalg.svdvals(S)
     cond_S = sv[..., 0] / sv[..., -1]
-    # exact up to round-off of pinv (relative error ~ eps cond(S)) and the products
+    # exact up to round-off of the projector on the row space of S: pinv (an SVD) has backward error
+    # O((h + n) eps), which moves that subspace by O((h + n) eps cond(S)) (Wedin 1972); 10 is a safety
+    # constant (measured: rel / tau <= 0.15 in float64, 0.03 in float32 over d = 4, 6, h = 3-12,
+    # n = 3-10, 40 seeds x 8 g each)
     tau = backend.roundoff(10 * (p.h + p.n)) * cond_S
     exact = rel <= tau
-    # the inexact case is the projection f -> f Pi on the row space of S (via a QR basis, not pinv)
+    # the inexact case is the projection f -> f Pi on the row space of S (via a QR basis, not pinv);
+    # rel and proj_change each use one computed projector (SVD in the action, Householder QR here),
+    # each within tau of the exact one by the same argument, so |rel - proj_change| <= 2 tau
+    # (measured <= 0.15 tau over the same draws)
     Q, _ = torch.linalg.qr(S.mT)
     proj_change = torch.linalg.matrix_norm(f0 - f0 @ Q @ Q.mT) / torch.linalg.matrix_norm(f0)
-    matches = (rel - proj_change).abs() <= backend.roundoff(100 * (p.h + p.n)) * cond_S + tau
+    matches = (rel - proj_change).abs() <= 2 * tau
     rank = torch.linalg.matrix_rank(S)
     return Measurement(value=float(exact.double().mean()), checks={"change_equals_projection": bool(matches.all())},
                        info={"max_relative_change": float(rel.max()), "min_relative_change": float(rel.min()),
@@ -832,28 +880,42 @@ def _predict_orbit_curvature(p):
 
 def _measure_orbit_curvature(p, backend, seed):
     U, V, M = (backend.asarray(a) for a in _curvature_instance(p))
-    # delta = eps^(1/4) balances the O(delta^2) truncation against the eps / delta^2 round-off
+    # delta = eps^(1/4) balances the O(delta^2) truncation against the O(eps / delta^2) round-off
+    # (delta = 1.2e-4 in float64, 1.9e-2 in float32)
     delta = backend.eps ** 0.25
-    k1 = backend.to_numpy(orbit_curvature_fd(U, V, M, delta))
-    k2 = backend.to_numpy(orbit_curvature_fd(U, V, M, 2 * delta))
-    richardson = float(np.linalg.norm(k2 - k1) / 3 / np.linalg.norm(k1))
-    return Measurement(value=k1, info={"delta": delta, "richardson_error": richardson})
+    k1, r1 = (backend.to_numpy(a) for a in _orbit_triangle(U, V, M, delta))
+    k2, r2 = (backend.to_numpy(a) for a in _orbit_triangle(U, V, M, 2 * delta))
+    # kappa(d) = kappa + C d^2 + D d^4 (even in d): Richardson's (kappa(2d) - kappa(d)) / 3 = C d^2 + 5 D d^4
+    # estimates the truncation at d; it carries the round-off (r1 + r2) / 3 of the two evaluations, and a
+    # factor 2 on it covers the -4 D d^4 it misses while the expansion is in its asymptotic range
+    # (4 |D| d^2 <= |C|; the order-2 convergence is tested at d <= 0.04 in the tests)
+    R = np.abs(k2 - k1) / 3
+    bound = 2 * R + r1 + (r1 + r2) / 3
+    B = float(np.linalg.norm(bound))
+    # |k1 - kappa| <= bound per direction; relative to |kappa| >= |k1| - B (the engine divides by it)
+    rel = B / max(float(np.linalg.norm(k1)) - B, float(np.finfo(float).tiny))
+    return Measurement(value=k1, info={"delta": delta, "richardson_error": float(np.linalg.norm(R) / np.linalg.norm(k1)),
+                                       "roundoff_bound": float(np.linalg.norm(r1) / np.linalg.norm(k1)),
+                                       "error_bound": rel})
 
 
 register(Claim(
     id="symmetry.orbit_curvature",
     statement="For f(X) = U V X, the curvature kappa = sqrt(|g'|^2 |g''|^2 - <g', g''>^2)/|g'|^3 of the orbit "
               "gamma(t) = (U exp(-tM), exp(tM) V) at t = 0 equals the closed form with g' = (-UM, MV), "
-              "g'' = (UM^2, M^2V); measured by central differences of the group action.",
+              "g'' = (UM^2, M^2V); measured independently as 1/R of the circle through the orbit points "
+              "gamma(-delta), gamma(0), gamma(delta) (group action through matrix_exp, no derivative formula).",
     reference="definition: Zhao, Gower, Walters, Yu 2024, arXiv 2305.13404, Sec. 5.1; closed form derived here",
     params=OrbitCurvatureParams,
     predicted=_predict_orbit_curvature,
     measured=_measure_orbit_curvature,
     tolerance=lambda p, m, be: Tolerance(
-        3 * m.info["richardson_error"] + 1e3 * be.eps / m.info["delta"] ** 2,
-        "central differences are O(delta^2): the error at delta is estimated by Richardson, "
-        "|kappa(2 delta) - kappa(delta)| / 3, times a safety factor 3 for the next order, plus the "
-        "second-difference round-off 1e3 eps / delta^2 (matrix_exp and a 3-term difference)"),
+        m.info["error_bound"],
+        "the circumcircle curvature is even in delta with error O(delta^2): truncation from Richardson, "
+        "|kappa(2 delta) - kappa(delta)| / 3 (factor 2 for the next order), plus a first-order round-off bound "
+        "from the points' errors ((h + 12) eps (|U| + |V|) each: products of size h, matrix_exp within 10 eps "
+        "measured 2, the subtraction); delta = eps^(1/4); at the defaults the bound is 1.1e-6 relative in float64 and 3.0e-2 in float32 "
+        "(worst-case norm bounds: the errors measured over 360 instances stay below 5% of them)"),
     sweep="h", sweep_values=(1, 2, 3, 5),
     backends=("numpy", "torch"),
 ))
@@ -1030,7 +1092,10 @@ def _measure_teleport_accelerates(p, backend, seed):
         ratio = a1 / np.maximum(a0, 1)
         medians.append(float(np.median(ratio)))
         checks[f"{name}_reached_target"] = bool((a0 < p.max_steps).all() and (a1 < p.max_steps).all())
-        info[name] = {"steps_plain_mean": float(a0.mean()), "steps_plain_sd": float(a0.std(ddof=1)),
+        # the engine accepts error <= 0, i.e. a median ratio of exactly 1 (a tie of integer step
+        # counts); the statement says strictly below 1
+        checks[f"{name}_median_below_1"] = medians[-1] < 1.0
+        info[name] = {"median_ratio": medians[-1], "steps_plain_mean": float(a0.mean()), "steps_plain_sd": float(a0.std(ddof=1)),
                       "steps_teleport_mean": float(a1.mean()), "steps_teleport_sd": float(a1.std(ddof=1)),
                       "fraction_faster": float((a1 < a0).mean()), "fraction_slower": float((a1 > a0).mean())}
     info["optimizers"] = list(res)
@@ -1042,7 +1107,9 @@ register(Claim(
     statement="On a two-layer LeakyReLU net (h = 24 >= n = 16), one teleport at initialisation (10 normalised "
               "ascent steps on ||grad L||^2) lowers the median over seeds of steps-to-target ratio "
               "(teleport / plain) below 1 for SGD, momentum, AdaGrad, RMSProp and Adam when the target is "
-              "25-50% of the initial loss (robust to 20%); the speed-up weakens for smaller targets (measured at "
+              "25-50% of the initial loss (robust to 20%; at the defaults, over seeds 0-9 the median ratios span "
+              "0.37-0.59 SGD, 0.58-0.78 momentum, 0.56-0.67 AdaGrad, 0.57-0.66 RMSProp, 0.68-0.76 Adam; largest over "
+              "50 draws at the domain's ends 0.90); the speed-up weakens for smaller targets (measured at "
               "2% of the initial loss over 32 seeds: median ratio 0.83 SGD, 0.83 momentum, 0.91 AdaGrad, 0.93 "
               "RMSProp, 0.95 Adam, 59-81% of seeds faster), so the registered form is the short-term one.",
     reference="Zhao, Gower, Walters, Yu 2024, arXiv 2305.13404, Sec. 4 and 6 (Fig. 4); short-term form measured here",
@@ -1062,7 +1129,7 @@ register(Claim(
 
 @dataclass(frozen=True)
 class CurvatureGeneralizationParams(Params):
-    n_runs: int = param(48, low=8, high=4096, integer=True, domain=(56, 64), doc="trained networks (seeds)")
+    n_runs: int = param(56, low=8, high=4096, integer=True, domain=(56, 64), doc="trained networks (seeds)")
     n_train: int = param(5, low=1, high=64, integer=True, domain=(4, 5), doc="training points (< d = 8)")
     noise: float = param(0.1, low=0.0, high=10.0, domain=(0.05, 0.2), doc="label noise sigma")
 

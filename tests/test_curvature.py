@@ -148,6 +148,27 @@ def test_adam_preconditioner_is_the_denominator_torch_applied(opt_name):
     assert r.converged and np.isfinite(r.values[0])
 
 
+def test_amsgrad_preconditioner_uses_the_running_maximum():
+    """With amsgrad torch divides by sqrt(max v_hat) + eps; a large first gradient makes v fall
+    afterwards, so max v != v and a P built from exp_avg_sq would not reproduce the step."""
+    model = mlp(3, 4, 1, 1, "tanh", 6)
+    batches, X, Y = data(8, 3, 1, [8])
+    lr, b1, b2 = 1e-3, 0.9, 0.9
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(b1, b2), eps=1e-6, amsgrad=True)
+    for t, scale in enumerate((100.0, 1.0, 1.0, 1.0)):
+        before = cv.flat_parameters(model)
+        opt.zero_grad()
+        (scale * nn.MSELoss()(model(X), Y)).backward()
+        opt.step()
+    P = cv.adam_preconditioner(opt, model)
+    step = cv.flat_parameters(model) - before
+    m_hat = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in model.parameters()]) / (1 - b1**4)
+    torch.testing.assert_close(step, -lr * m_hat / P, rtol=1e-10, atol=1e-15)
+    v = torch.cat([opt.state[p]["exp_avg_sq"].reshape(-1) for p in model.parameters()])
+    P_plain = (v / (1 - b2**4)).sqrt() + 1e-6
+    assert not torch.allclose(step, -lr * m_hat / P_plain, rtol=1e-3)
+
+
 def test_cross_entropy_with_integer_labels_matches_oracle():
     model = mlp(3, 5, 1, 4, "tanh", 7)
     g = torch.Generator().manual_seed(0)
@@ -224,6 +245,25 @@ def test_functional_randomness_is_detected():
     batches, _, _ = data(8, 3, 1, [8])
     with pytest.raises(ValueError, match="not deterministic"):
         cv.HessianOperator(Noisy().double(), nn.MSELoss(), batches)
+
+
+def test_round_off_between_forward_passes_is_not_randomness():
+    """Two passes that differ by a couple of ulps (as CUDA reductions may) are accepted as
+    deterministic; a 1e-6 relative change, far beyond round-off, is still refused."""
+    class Jitter(nn.Module):
+        def __init__(self, rel):
+            super().__init__()
+            self.l = nn.Linear(3, 1)
+            self.rel, self.calls = rel, 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.l(x) * (1 + self.rel * (self.calls % 2))
+
+    batches, _, _ = data(8, 3, 1, [8])
+    cv.HessianOperator(Jitter(2 * EPS).double(), nn.MSELoss(), batches)
+    with pytest.raises(ValueError, match="not deterministic"):
+        cv.HessianOperator(Jitter(1e-6).double(), nn.MSELoss(), batches)
 
 
 def test_lanczos_on_a_known_spectrum_including_k_equal_n():

@@ -106,7 +106,8 @@ def test_top_eigenvalues_torch_matches_numpy_on_same_data(backend):
 @pytest.mark.parametrize("cid", ["rmt.semicircle", "rmt.bbp_wigner"])
 def test_claims_on_each_backend(cid, backend_device):
     c = get(cid)
-    p = c.params(replicates=12, n=200) if cid == "rmt.semicircle" else c.params(replicates=12, n=200)
+    # both claims take a matrix size n and a replicate count: the same cheap setting for each
+    p = c.params(replicates=12, n=200)
     v = c.check(p, backend=backend_device[0], device=backend_device[1], seed=1)
     assert v.passed, v
 
@@ -120,6 +121,8 @@ def test_claims_on_each_backend(cid, backend_device):
     (lambda: rmt.semicircle_density(0.0, 0.0), "sigma"),
     (lambda: rmt.wigner(1, 1), "n"),
     (lambda: rmt.sample_covariance(1, 1, 0.5), "p"),
+    (lambda: rmt.sample_covariance(1, 3, 3.0), "gamma"),   # n = round(3/3) = 1 < 2: names gamma, not n
+    (lambda: rmt.spiked_covariance(1, 3, 3.0, 2.0), "gamma"),
     (lambda: rmt.bbp_wigner_outlier(1.0, -2.0), "sigma"),
     (lambda: rmt.bbp_covariance_outlier(2.0, 0.0), "gamma"),
     (lambda: rmt.ks_finite_size_bound(1), "n"),
@@ -130,3 +133,54 @@ def test_claims_on_each_backend(cid, backend_device):
 def test_bad_input_names_the_parameter(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# ---- Lanczos ---------------------------------------------------------------------------------
+
+
+def _batch_matvec(A):
+    return lambda V: (A @ V[..., None])[..., 0]
+
+
+def test_lanczos_top_matches_eigvalsh_at_full_krylov_dimension():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((4, 12, 12))
+    A = A + A.transpose(0, 2, 1)
+    top, res = rmt.lanczos_top(_batch_matvec(A), rng.standard_normal((4, 12)), iters=12)
+    # 12 steps span the whole space: the Ritz value is the eigenvalue up to round-off of O(n) products
+    np.testing.assert_allclose(top, np.linalg.eigvalsh(A)[:, -1], rtol=0, atol=1e3 * np.finfo(float).eps * 12)
+
+
+@pytest.mark.parametrize("iters", [0, 13])
+def test_lanczos_rejects_iters_outside_1_to_n(iters):
+    A = np.eye(12)[None]
+    with pytest.raises(ValueError, match=r"iters=.*\[1, 12\]"):
+        rmt.lanczos_top(_batch_matvec(A), np.ones((1, 12)), iters=iters)
+
+
+def test_lanczos_breakdown_restarts_instead_of_dividing_by_zero():
+    # v0 spans an invariant subspace (two eigenvectors of a negative definite diagonal operator):
+    # the Krylov space closes after 1 or 2 steps (beta = 0); the top eigenvalue -1 lies outside it
+    D = np.diag(-np.arange(1.0, 9.0))
+    v0 = np.zeros((2, 8))
+    v0[:, 3] = 1.0
+    v0[1, 5] = 1.0
+    with np.errstate(all="raise"):
+        top, res = rmt.lanczos_top(_batch_matvec(np.stack([D, D])), v0, iters=8)
+    np.testing.assert_allclose(top, [-1.0, -1.0], atol=1e-12)
+    assert np.all(np.isfinite(res))
+
+
+def test_bbp_covariance_outlier_bias_is_order_1_over_n():
+    # the tolerance of rmt.bbp_covariance allows the outlier's mean an O(1/n) offset psi/n above the
+    # transition; with 2000 replicates the mean offset must lie within it (plus 3 standard errors)
+    ell, gamma, p = 8.0, 2.0, 100
+    n = round(p / gamma)
+    lam = rmt.top_eigenvalues(rmt.spiked_covariance(2000, p, gamma, ell, seed=11))
+    psi = rmt.bbp_covariance_outlier(ell, gamma)
+    se = lam.std(ddof=1) / math.sqrt(lam.size)
+    assert abs(lam.mean() - psi) <= psi / n + 3 * se, (lam.mean() - psi, psi / n, se)
+    # and the spread is the Gaussian n^(-1/2) scale of Bai and Yao 2008 (within 10%: 2000 samples
+    # give the sample sd to 1.6% relative standard error, the rest is the O(1/n) correction)
+    sd_limit = math.sqrt(2 * ell**2 * (1 - gamma / (ell - 1) ** 2) / n)
+    assert abs(lam.std(ddof=1) / sd_limit - 1.0) < 0.1

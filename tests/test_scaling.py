@@ -7,6 +7,7 @@ import pytest
 
 from solvable import rmt, scaling
 from solvable.backend import get_backend
+from solvable.claims import get
 from solvable.stats import loglog_slope
 
 
@@ -96,6 +97,38 @@ def test_divergence_never_overflows(data):
     assert np.isfinite(est).all() and est[0] > 0
 
 
+def test_float32_divergence_is_finite_growth_not_nan(data):
+    # float32 overflows after one step at this rate: the run counts as diverged (growth >= log of the
+    # largest float32 per renormalisation), never inf - inf = NaN
+    X, _ = data
+    est, se = scaling.sgd_growth(X, 2, [1e30], 4, 16, "with", get_backend("numpy", dtype="float32"), seed=0)
+    assert np.isfinite(est).all() and est[0] > 0
+
+
+def test_failed_bisection_fit_fails_the_claim(monkeypatch):
+    # a failed root fit returns the bracket's midpoint: the claim must fail on it, not pass silently
+    def failed(X, B, sampling, backend, seed, **kw):
+        return scaling.ms_threshold(X, B, sampling), 0.01, {"steps": 1, "fit_failed": True, "bias": 0.0}
+
+    monkeypatch.setattr(scaling, "bisect_threshold", failed)
+    for cid in ("scaling.sgd_linear", "scaling.adam_sqrt"):
+        v = get(cid).check()
+        assert v.checks["bisection_fit_ok"] is False and not v.passed, v
+
+
+def test_each_entry_is_held_to_its_own_allowance():
+    # the binding per-entry comparison: an entry off by 2x its own allowance fails even when it is
+    # inside the loosest entry's allowance (the scalar tolerance)
+    from solvable.claims import Measurement
+
+    tol = scaling._tol_per_entry(lambda p: [1.0, 1.0])
+    m = Measurement(value=[1.02, 1.0], stderr=[0.01 / 3, 0.1 / 3], info={"bias": [0.0, 0.0]})
+    t = tol(None, m, get_backend("numpy"))
+    assert math.isclose(t.value, 0.1) and 0.02 <= t.value
+    assert m.checks["every_entry_within_its_allowance"] is False
+    np.testing.assert_allclose(m.info["error_over_allowance"], [2.0, 0.0], atol=1e-12)
+
+
 def test_same_seed_same_numbers(data):
     X, _ = data
     be = get_backend("numpy")
@@ -128,7 +161,10 @@ def test_preconditioner_estimate_matches_noise_second_moment(data):
     X, r = data
     P = scaling.estimate_preconditioner(X, r, 4, "with", get_backend("numpy"), seed=0, batches=4096)
     exact = np.sqrt(scaling.gradient_noise(X, r) / 4)
-    # a 4096-batch mean square has relative error <= ~sqrt(2/4096) times the kurtosis factor: 5 sigma
+    # P = sqrt(mean of 4096 g^2) has relative standard error sqrt(var(g^2) / (E g^2)^2 / 4096) / 2, and
+    # var(g^2) / (E g^2)^2 = kurtosis(g) - 1. One example's gradient x_ij r_i is a product of two
+    # independent (near-)Gaussians, kurtosis 3 x 3 = 9, so the factor is 8; averaging B = 4 examples
+    # lowers the kurtosis to 3 + 6/B = 4.5 (factor 3.5): 8 is the conservative B = 1 value. 5 sigma.
     np.testing.assert_allclose(P, exact, rtol=5 * 0.5 * math.sqrt(8 / 4096))
 
 
@@ -144,6 +180,14 @@ def test_preconditioner_estimate_matches_noise_second_moment(data):
     (lambda: scaling.ms_threshold_isotropic(0, 10), "B"),
     (lambda: scaling.dataset(1, 3), "N"),
     (lambda: scaling.adam_threshold(*scaling.dataset(20, 3, noise=1.0), 20, "without"), "B"),
+    (lambda: scaling.sgd_growth(np.eye(4), 2, [0.1], 1, 10, "with", get_backend("numpy"), 0), "seeds"),
+    (lambda: scaling.sgd_growth(np.eye(4), 2, [0.1], 4, 1, "with", get_backend("numpy"), 0), "steps"),
+    (lambda: scaling.sgd_growth(np.eye(4), 2, [-0.1], 4, 10, "with", get_backend("numpy"), 0), "lrs"),
+    (lambda: scaling.sgd_growth(np.eye(4), 5, [0.1], 4, 10, "without", get_backend("numpy"), 0), "B"),
+    (lambda: scaling.bisect_threshold(np.eye(4), 2, "with", get_backend("numpy"), 0, seeds=1), "seeds"),
+    (lambda: scaling.bisect_threshold(np.eye(4), 2, "with", get_backend("numpy"), 0, grid=1), "grid"),
+    (lambda: scaling.bisect_threshold(np.eye(4), 2, "with", get_backend("numpy"), 0, rounds=0), "rounds"),
+    (lambda: scaling.bisect_threshold(np.eye(4), 2, "with", get_backend("numpy"), 0, base_steps=0), "base_steps"),
 ])
 def test_bad_input_names_the_parameter(call, name):
     with pytest.raises(ValueError, match=name):

@@ -47,6 +47,81 @@ def test_growth_rate_sign_around_the_threshold():
     assert np.isfinite(rates).all()
 
 
+# seeds where the old random spectrum (uniform in [0.5, 1.5]) had lambda_2/lambda_1 > 0.999 and the
+# located threshold came out up to 1e-4 high, plus 200 ordinary seeds
+_REGRESSION_SEEDS = [565, 691, 768, 2612] + list(range(200))
+
+
+@pytest.mark.parametrize("method,beta", [("gd", 0.0), ("heavy_ball", 0.9), ("nesterov", 0.9), ("adam", 0.9)])
+def test_growth_test_is_unbiased_at_the_boundary_for_many_seeds(method, beta):
+    """Every seed's quadratic, in one batch: the growth rate after the claims' 1000 steps is negative
+    1e-9 below the closed-form boundary and positive 1e-9 above it (the claims' bracket is 2e-10 wide;
+    the rate there is ~1e-9 while round-off in it is ~1e-16 per step)."""
+    be = get_backend("numpy")
+    eta = 0.1
+    H0, P, lam1 = zip(*(stb._quadratic(method, be, s) for s in _REGRESSION_SEEDS))
+    edge = stb.threshold(method, eta, beta) / (eta * np.asarray(lam1)) * eta  # boundary scale per seed
+    scales = np.concatenate([edge * (1 - 1e-9), edge * (1 + 1e-9)])
+    H0, P = np.stack(H0 * 2), np.stack(P * 2)
+    rate = stb.growth_rate(method, scales, eta, beta, H0, P, be, steps=1000)
+    n = len(_REGRESSION_SEEDS)
+    assert (rate[:n] < 0).all(), np.asarray(_REGRESSION_SEEDS)[rate[:n] >= 0]
+    assert (rate[n:] > 0).all(), np.asarray(_REGRESSION_SEEDS)[rate[n:] <= 0]
+
+
+@pytest.mark.parametrize("method,beta", [("gd", 0.0), ("heavy_ball", 0.9)])
+def test_threshold_claim_seeds_that_used_to_fail(method, beta):
+    be = get_backend("numpy")
+    for seed in (565, 691, 768, 2612):
+        m = stb.measure_threshold(method, 0.1, beta, be, seed=seed)
+        assert abs(m.value / stb.threshold(method, 0.1, beta) - 1) <= m.width + be.roundoff(100)
+        assert m.decay <= 1e-20
+
+
+def test_steps_grow_when_momentum_slows_the_subdominant_modes():
+    """At beta = 0.97 the complex modes have |z| = sqrt(beta): 1000 steps leave them at 2e-7, so
+    measure_threshold runs more steps until (|z2|/|z1|)^steps <= 1e-20, and the result stays exact."""
+    be = get_backend("numpy")
+    m = stb.measure_threshold("heavy_ball", 0.1, 0.97, be, seed=0)
+    assert m.steps > 1000 and m.decay <= 1e-20
+    assert abs(m.value / stb.heavy_ball_threshold(0.1, 0.97) - 1) <= m.width + be.roundoff(100)
+
+
+@pytest.mark.parametrize("method,beta", [("gd", 0.0), ("heavy_ball", 0.6), ("nesterov", 0.6), ("adam", 0.6)])
+def test_transfer_matrix_is_the_simulated_map(method, beta):
+    """Far above the boundary the simulated rate is log of the transfer matrix's spectral radius."""
+    be = get_backend("numpy")
+    H0, P, lam1 = stb._quadratic(method, be, 4)
+    s = 1.5 * stb.threshold(method, 0.1, beta) / (0.1 * lam1)
+    rate = float(stb.growth_rate(method, np.array([s]), 0.1, beta, H0, P, be, steps=200)[0])
+    rho = np.max(np.abs(np.linalg.eigvals(stb._transfer_matrix(method, s, 0.1, beta, H0, P))))
+    assert abs(rate - np.log(rho)) <= 1e-10
+
+
+def test_growth_rate_map_batches_beta_as_one_axis():
+    be = get_backend("numpy")
+    el, betas = np.linspace(0.5, 4.5, 9), [0.0, 0.5, 0.9]
+    grid = stb.growth_rate_map("heavy_ball", el, betas, be, steps=100)
+    one = be.asarray(np.eye(1)), be.asarray(np.ones(1))
+    for i, b in enumerate(betas):
+        np.testing.assert_allclose(grid[i], stb.growth_rate("heavy_ball", el, 1.0, b, *one, be, 100), rtol=1e-13)
+
+
+def test_first_power_iteration_estimate_is_a_rayleigh_quotient():
+    """With one power iteration the first estimate is v^T H v for a unit v: at most lambda_1 = 2 at
+    the start (the normalised problem), not scaled by ||v||^2."""
+    tr = stb.train("gd", 0.1, 3, get_backend("torch"), seed=0, every=1, power_iters=1)
+    assert 0 < tr.sharpness[0] <= 2.0 * (1 + 1e-3)
+
+
+def test_sharpness_bound_fails_when_gd_never_reaches_the_edge():
+    """At eta = 0.1 (2/eta = 20, ten times the starting sharpness) GD stays far below the edge: the
+    one-sided bound holds trivially, and the premise check must make the claim fail."""
+    claim = get("stability.sharpness_after_training")
+    v = claim.check(claim.make_params(eta=0.1), backend="torch")
+    assert not v.passed
+
+
 def test_measured_order_nesterov_below_gd_below_heavy_ball():
     """Nesterov's look-ahead step lowers the threshold below GD's 2/eta (towards 4/(3 eta) as beta -> 1),
     heavy ball raises it: seen in the simulations, not only the formulas."""
@@ -71,6 +146,16 @@ def test_measured_order_nesterov_below_gd_below_heavy_ball():
     (lambda: get("stability.heavy_ball_threshold").make_params(beta=1.0), "beta"),
     (lambda: get("stability.adam_threshold").make_params(eta=0.0), "eta"),
     (lambda: stb.train("gd", -0.1, 10, get_backend("torch")), "eta"),
+    (lambda: stb.train("gd", 0.1, 10, get_backend("torch"), power_iters=0), "power_iters"),
+    (lambda: stb.growth_rate("gd", np.ones(2), 0.1, 0.0, np.eye(1), np.ones(1), get_backend("numpy"), steps=0),
+     "steps"),
+    (lambda: stb.measure_threshold("gd", 0.1, 0.0, get_backend("numpy"), steps=0), "steps"),
+    (lambda: stb.measure_threshold("gd", 0.1, 0.0, get_backend("numpy"), grid=1), "grid"),
+    (lambda: stb.measure_threshold("gd", 0.1, 0.0, get_backend("numpy"), rel_width=1.0), "rel_width"),
+    (lambda: stb.measure_threshold("gd", 0.1, 0.0, get_backend("numpy"), rel_width=-1e-9), "rel_width"),
+    (lambda: stb.mlp_problem(get_backend("torch"), 0, dim=0), "dim"),
+    (lambda: stb.mlp_problem(get_backend("torch"), 0, target_scale=float("nan")), "target_scale"),
+    (lambda: stb.mlp_problem(get_backend("torch"), 0, target_scale=-1.0), "target_scale"),
 ])
 def test_bad_input_names_the_parameter(call, name):
     with pytest.raises(ValueError, match=rf"^{name}="):

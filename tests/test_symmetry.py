@@ -165,7 +165,29 @@ def test_orbit_curvature_finite_differences_converge_at_second_order():
     deltas = np.array([0.04, 0.02, 0.01, 0.005])
     errs = [abs(sym.orbit_curvature_fd(_t(U), _t(V), _t(M), float(dl)).item() - exact) for dl in deltas]
     fit = loglog_slope(deltas, errs)
-    assert abs(fit.slope - 2.0) < 0.1, fit   # central differences: order 2
+    assert abs(fit.slope - 2.0) < 0.1, fit   # the three-point circumcircle is even in delta: order 2
+
+
+def test_three_point_curvature_is_exact_on_a_circle():
+    """For an antisymmetric M in GL(2) the orbit (U e^{-tM}, e^{tM} V) is a uniform motion on two
+    orthogonal planes at equal angular speed: a circle of radius sqrt(|U|^2 + |V|^2), so the
+    circumcircle of any three of its points has curvature 1/radius (no truncation error)."""
+    U, V = np.array([[0.7, -1.1]]), np.array([[0.3], [2.0]])
+    J = np.array([[0.0, -1.0], [1.0, 0.0]])
+    want = 1.0 / math.sqrt(np.sum(U**2) + np.sum(V**2))
+    for delta in (1e-2, 0.1, 0.5, 1.0):
+        kappa, roundoff = sym._orbit_triangle(U, V, J, delta)
+        assert abs(kappa - want) <= roundoff, (delta, kappa, want, roundoff)
+    assert_close(sym.orbit_curvature_linear(U, V, J), want, n_ops=100)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_orbit_curvature_claim_tolerance_is_derived_per_dtype(dtype):
+    """delta = eps^(1/4) and the round-off bound follow the dtype: float32 must stay well below 1."""
+    c = get("symmetry.orbit_curvature")
+    v = c.check(c.params(), backend=get_backend("torch", "cpu", dtype))
+    assert v.passed, (v.error, v.tolerance, v.info)
+    assert v.tolerance <= (1e-4 if dtype == "float64" else 0.1), v.tolerance
 
 
 def test_orbit_curvature_numpy_and_torch_closed_forms_agree(backend):
@@ -241,6 +263,19 @@ def test_same_seed_same_numbers():
     b = sym.teleport_speedup(TB, 11, n_runs=3, target=0.5, steps=50, optimizers=("adam",))
     assert torch.equal(a["adam"][0], b["adam"][0]) and torch.equal(a["adam"][1], b["adam"][1])
     assert torch.equal(a["adam"][3]["loss"], b["adam"][3]["loss"])
+
+
+def test_teleport_accelerates_requires_a_median_strictly_below_one():
+    """A tie (median ratio exactly 1) has error 0 <= tolerance 0 but must fail the claim's check."""
+    c = get("symmetry.teleport_accelerates")
+    v = c.check(c.params(n_runs=12), backend="torch", seed=3)
+    assert v.passed and all(v.checks[f"{o}_median_below_1"] for o in sym.OPTIMIZERS), v.checks
+    assert all(v.info[o]["median_ratio"] < 1 for o in sym.OPTIMIZERS)
+    # a negligible teleport leaves every step count unchanged: median ratio exactly 1, within the
+    # engine's bound (error 0 <= tolerance 0), so only the strict check can reject it
+    tie = c.check(c.params(n_runs=12, step_size=1e-9), backend="torch", seed=3)
+    assert tie.measured == [1.0] * len(sym.OPTIMIZERS) and tie.error <= tie.tolerance
+    assert not tie.passed and not any(tie.checks[f"{o}_median_below_1"] for o in sym.OPTIMIZERS)
 
 
 def test_sharpness_matches_the_dense_hessian_oracle():
