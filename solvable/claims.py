@@ -249,10 +249,10 @@ class Verdict:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         out = {k: _jsonable(v) for k, v in d.items()}
-        for k in ("error", "tolerance"):
-            v = out[k]
-            if isinstance(v, float) and not math.isfinite(v):
-                out[k] = None if math.isnan(v) else str(v)
+        for k in ("error", "tolerance"):  # a diverged run has error inf: kept as the string "inf"
+            v = d[k]
+            if isinstance(v, float) and math.isinf(v):
+                out[k] = str(v)
         return out
 
 
