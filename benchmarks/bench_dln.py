@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _timing import best_of
 
 from solvable import dln
 from solvable.backend import get_backend
@@ -35,19 +36,12 @@ def _data():
     return X, y, alphas
 
 
-def _best(fn, repeats=REPEATS):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def dln_batched() -> dict:
     X, y, alphas = _data()
     kw = dict(max_steps=STEPS, rtol_loss=0.0)
-    t_batched = _best(lambda: dln.simulate(X, y, alphas, **kw))
+    t_batched = best_of(lambda: dln.simulate(X, y, alphas, **kw), REPEATS)
     per_traj = []
     for i in range(LOOP_SUBSET):
         t0 = time.perf_counter()
@@ -55,7 +49,7 @@ def dln_batched() -> dict:
         per_traj.append(time.perf_counter() - t0)
     t_loop = float(np.mean(per_traj)) * B
     tb = get_backend("torch")
-    t_torch = _best(lambda: dln.simulate(X, y, alphas, backend=tb, **kw), repeats=1)
+    t_torch = best_of(lambda: dln.simulate(X, y, alphas, backend=tb, **kw), 1)
     # the memory-bound kernel alone: one batched X @ beta over the whole batch
     beta = np.ones((B, D))
     reps = 20

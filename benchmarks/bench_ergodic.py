@@ -15,24 +15,17 @@ from solvable import ergodic as E
 N_CHAINS, N_STEPS, N_LOOP_SUBSET = 100_000, 1_000, 100
 
 
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def ergodic_chains() -> dict:
     eta, a, sigma = 0.5, 1.0, 1.0
-    batched = _best(lambda: E.simulate_sgd_quadratic(eta, [[a]], [[sigma**2]], N_CHAINS, N_STEPS, 0, "numpy", 0), 3)
+    batched = best_of(lambda: E.simulate_sgd_quadratic(eta, [[a]], [[sigma**2]], N_CHAINS, N_STEPS, 0, "numpy", 0), 3)
 
     def loop():
         for c in range(N_LOOP_SUBSET):
             E.simulate_sgd_quadratic(eta, [[a]], [[sigma**2]], 1, N_STEPS, 0, "numpy", c)
 
-    loop_subset = _best(loop, 2)
+    loop_subset = best_of(loop, 2)
     loop_scaled = loop_subset * N_CHAINS / N_LOOP_SUBSET
     return {
         "ratio": loop_scaled / batched,

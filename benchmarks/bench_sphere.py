@@ -7,7 +7,6 @@ costs the same: same d, steps and per-step work), which keeps the benchmark near
 
 from __future__ import annotations
 
-import time
 
 
 from solvable import sphere
@@ -16,13 +15,6 @@ from solvable.backend import cuda_available, get_backend
 N_TRAJ, D, N_STEPS = 1024, 100, 5000
 
 
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _bench(backend_name: str, device: str = "cpu", n_loop: int = 8, noise: float = 0.0) -> dict:
@@ -51,8 +43,8 @@ def _bench(backend_name: str, device: str = "cpu", n_loop: int = 8, noise: float
             torch.cuda.synchronize()
 
     sphere.simulate(a, w0[:2], 10, **kw)  # warm-up (imports, kernels)
-    t_batch = _best(batched, 2)
-    t_loop_subset = _best(loop, 1)
+    t_batch = best_of(batched, 2)
+    t_loop_subset = best_of(loop, 1)
     t_loop = t_loop_subset * N_TRAJ / n_loop
     return {
         "ratio": t_loop / t_batch,
