@@ -2,9 +2,10 @@
 #   make verify   install, then verify every registered claim and write reports/report.md
 #   make test     install, then run the whole suite (tests, proofs_check, notebooks)
 #
-# TORCH pins the torch wheel installed before the package. The default is the release whose
-# CPU build CI takes from its local wheel cache; GPU users pass e.g. `make TORCH=torch verify`
-# to let pip choose a CUDA build (pyproject.toml keeps a range, torch>=2.2).
+# Every pip install below runs under constraints.txt, so a transitive dependency cannot swap the
+# pinned torch for another build. TORCH is the torch requirement installed first: the default takes
+# the pinned release (on CI, the local CPU wheel); GPU users pass `make TORCH=torch verify` and pip
+# chooses the pinned release's CUDA build from the index (pyproject.toml keeps a range, torch>=2.2).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,10 +16,15 @@ PYTEST_ARGS ?=
 
 .PHONY: install verify test test-slow bench lab clean
 
-$(STAMP): pyproject.toml
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+TORCH_PIN := $(shell sed -n 's/^torch==//p' constraints.txt)
+
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PIP) "$(TORCH)"
+	$(PIP) -e ".[dev]"
+	@$(PY) -c "import sys, torch; v = torch.__version__.split('+')[0]; \
+	  sys.exit(0 if v == '$(TORCH_PIN)' else f'make install: torch {torch.__version__} is installed but constraints.txt pins $(TORCH_PIN)')"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,7 +43,7 @@ test-slow: install
 	$(THREADS) HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
 
 bench: install
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[bench]"
+	$(PIP) -e ".[bench]"
 	$(PY) benchmarks/run.py
 
 lab: install

@@ -2,7 +2,7 @@
 
 ``dln_batched``: 256 trajectories (each its own dataset, n = 50, d = 200, u(0) = v(0) = alpha with a
 per-run alpha), 2000 gradient-descent steps, numpy float64 on the CPU. The batched side is one
-``solvable.dln.simulate`` call on ``X`` of shape (256, 50, 200); the loop side calls the same function
+``solvable.models.dln.simulate`` call on ``X`` of shape (256, 50, 200); the loop side calls the same function
 once per trajectory (B = 1). Both use the same step rule and run exactly 2000 steps
 (``rtol_loss = 0``: no early stop). The loop is timed on ``LOOP_SUBSET`` trajectories and scaled to
 256: every trajectory does the same work, so its cost is linear in their number (the per-trajectory
@@ -22,7 +22,7 @@ import time
 import numpy as np
 from _timing import best_of
 
-from solvable import dln
+from solvable.models import dln
 from solvable.backend import get_backend
 
 B, N, D, STEPS = 256, 50, 200, 2000

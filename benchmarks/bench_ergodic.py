@@ -1,7 +1,7 @@
-"""Speed of the batched chain simulator of solvable.ergodic.
+"""Speed of the batched chain simulator of solvable.models.ergodic.
 
 ``ergodic_chains``: 10^5 chains of 10^3 steps of SGD on a noisy quadratic (numpy) in one batched call
-of :func:`solvable.ergodic.simulate_sgd_quadratic`, against a Python loop over chains calling the
+of :func:`solvable.models.ergodic.simulate_sgd_quadratic`, against a Python loop over chains calling the
 same simulator one chain at a time. The loop is timed on a subset of chains and scaled linearly to
 10^5 (each chain costs the same), which the output says.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from solvable import ergodic as E
+from solvable.models import ergodic as E
 
 N_CHAINS, N_STEPS, N_LOOP_SUBSET = 100_000, 1_000, 100
 

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from solvable import gr
+from solvable.models import gr
 
 SIZES = (784, 1024, 256, 10)
 BATCH = 128

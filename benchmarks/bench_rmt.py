@@ -3,7 +3,7 @@
 The batch Hessians are ``H_b = X_b^T X_b / B`` of least squares on spiked Gaussian features (d = 1000,
 B = 256, population spike ell = 6). numpy's ``eigvalsh`` on a stack is a loop over LAPACK calls
 internally (O(d^3) each), so the batched method here is Lanczos on the whole stack
-(:func:`solvable.rmt.lanczos_top`): 40 batched products ``X^T (X v) / B``, one array program. The
+(:func:`solvable.models.rmt.lanczos_top`): 40 batched products ``X^T (X v) / B``, one array program. The
 loop side computes each Hessian and its full spectrum with ``eigvalsh`` (the standard way), matrix by
 matrix. Both sides are checked against each other (the Lanczos residual bound is reported too).
 torch: the same Lanczos program on torch vs a loop of ``torch.linalg.eigvalsh``, and
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from solvable import rmt
+from solvable.models import rmt
 from solvable.backend import get_backend
 
 BATCH, D, B, ELL = 64, 1000, 256, 6.0

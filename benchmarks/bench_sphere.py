@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 
-from solvable import sphere
+from solvable.models import sphere
 from solvable.backend import cuda_available, get_backend
 
 N_TRAJ, D, N_STEPS = 1024, 100, 5000

@@ -1,4 +1,4 @@
-"""Curvature benchmarks (solvable.curvature) on a ~1M-parameter tanh MLP.
+"""Curvature benchmarks (solvable.tools.curvature) on a ~1M-parameter tanh MLP.
 
 - ``sharpness_vs_pyhessian``: the top Hessian eigenvalue to relative error 1e-3 of a tightly converged
   float64 reference (Lanczos, residual 1e-9), solvable's Lanczos against PyHessian's power iteration,
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from solvable import curvature as cv
+from solvable.tools import curvature as cv
 
 D_IN, WIDTH1, WIDTH2, D_OUT, N = 512, 1024, 512, 10, 256
 

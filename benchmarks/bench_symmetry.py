@@ -1,4 +1,4 @@
-"""Benchmarks of solvable.symmetry.
+"""Benchmarks of solvable.models.symmetry.
 
 teleport_overhead: the wall time of one teleport (10 ascent steps on the group element of the
 data-dependent LeakyReLU action, on one minibatch) divided by the wall time of one training epoch
@@ -17,7 +17,7 @@ import time
 import torch
 
 from solvable import get_backend
-from solvable import symmetry as sym
+from solvable.models import symmetry as sym
 
 
 def _best(fn, repeats: int = 3) -> float:

@@ -1,4 +1,4 @@
-"""Derivations for the diagonal linear network claims (solvable.dln), in sympy.
+"""Derivations for the diagonal linear network claims (solvable.models.dln), in sympy.
 
 Each check builds the model from its definition (beta = u*u - v*v, L = ||X beta - y||^2 / (2n), the
 GR penalty, the finite-difference gradient), derives the quantity, and compares it with solvable's
@@ -14,7 +14,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvable import dln
+from solvable.models import dln
 from solvable.testing import proves
 
 N, D = 2, 3
@@ -118,7 +118,7 @@ def check_gradient_flow_solution_and_its_constant():
 
 @proves("dln.implicit_bias", "dln.gr_effective_alpha")
 def check_hessian_vector_product():
-    """solvable.dln.dln_hvp equals the sympy Hessian of L times a vector."""
+    """solvable.models.dln.dln_hvp equals the sympy Hessian of L times a vector."""
     X, y, u, v, beta, r, L, theta = _model()
     H = sp.hessian(L, theta)
     f = _lam(H, X, y, u, v)
@@ -186,7 +186,7 @@ def check_gr_flow_effective_alpha_constant():
         assert sp.expand(dlog_uv + 8 * gam * g[i] ** 2) == 0
         dlog_ratio = flow[i] / u[i] - flow[2 + i] / v[i]
         assert sp.expand(dlog_ratio + 4 * Xtnu[i]) == 0
-    # alpha_i from u_i v_i = alpha^2 exp(-8 gamma I): compare with solvable.dln.effective_alpha
+    # alpha_i from u_i v_i = alpha^2 exp(-8 gamma I): compare with solvable.models.dln.effective_alpha
     a, I = sp.Symbol("alpha", positive=True), sp.Symbol("I", positive=True)
     alpha_i = sp.sqrt(a**2 * sp.exp(-8 * gam * I))
     f = sp.lambdify((a, gam, I), sp.simplify(alpha_i), "numpy")
@@ -271,7 +271,7 @@ def check_fd_gradient_expansion_numerically(gamma, eps, seed):
     g_FD - g_GR = gamma (eps/2 D^3L[g,g] + eps^2/6 D^4L[g,g,g]) exactly (eps < 0: backward). The cubic
     is derived in sympy from the loss; solvable's FD-GR minus exact-GR gradients (analytic gradient
     and HVP) must equal it up to round-off, forward and backward."""
-    from solvable import gr
+    from solvable.models import gr
 
     degree, c2f, c3f = _line_cubic()
     assert degree == 3  # quartic loss: the Taylor series of grad L along a line terminates at s^3

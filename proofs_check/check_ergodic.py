@@ -1,4 +1,4 @@
-"""Sympy derivations for solvable.ergodic, each compared with the module's numeric closed form.
+"""Sympy derivations for solvable.models.ergodic, each compared with the module's numeric closed form.
 
 Every check starts from the model's recurrence (moment equations, a linear recursion solved with
 ``rsolve``, the Lyapunov fixed point, the Kesten moment equation) and never restates the formula
@@ -14,7 +14,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvable import ergodic as E
+from solvable.models import ergodic as E
 from solvable.testing import assert_close, proves
 
 eta, a, sigma = sp.symbols("eta a sigma", positive=True)
@@ -302,7 +302,7 @@ def check_norm_map_of_scale_invariant_sgd_with_weight_decay():
         # as 1/|slope| (seen at eta = 0.89, wd = 0.32: slope 0.023, relative difference 4.8e-15)
         assert_close(E.norm_map_contraction(e, lam), abs(sl), n_ops=20 * (1.0 + 1.0 / abs(sl)))
         assert abs(sl) < 1
-        from solvable import sphere
+        from solvable.models import sphere
         assert_close(sphere.wd_equilibrium(e, lam, gg)[0], x_star, n_ops=50)
 
     compare()

@@ -6,7 +6,7 @@ coefficients (every derivative up to the fifth is an independent symbol, so noth
 accident) and a symbolic direction ``v`` standing for the value ``g = grad L(theta)`` (the
 formulas only use g as the direction of the shift; it is substituted where its being the
 gradient matters, in the flood-level crossing); the resulting
-coefficients are compared with the numeric closed forms of ``solvable.gr`` on the quadratic-plus-
+coefficients are compared with the numeric closed forms of ``solvable.models.gr`` on the quadratic-plus-
 quartic model at hypothesis-drawn points.
 """
 
@@ -19,7 +19,7 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solvable import gr
+from solvable.models import gr
 from solvable.testing import proves
 
 X = sp.symbols("x1 x2", real=True)
@@ -181,7 +181,7 @@ _finite = dict(allow_nan=False, allow_infinity=False)
 @proves("gr.finite_difference_error")
 def check_quartic_leading_term_matches_solvable(vals, gm, ep, kp):
     """The sympy error on the quartic equals solvable's fd_error_leading plus its stated remainder,
-    with D^3L and D^4L from solvable.gr.QuarticModel, at drawn points."""
+    with D^3L and D^4L from solvable.models.gr.QuarticModel, at drawn points."""
     m11, m12, m22, bb1, bb2, t1, t2 = vals
     A = np.array([[[m11 + 3.0, m12], [m12, m22 + 3.0]]])
     model = gr.QuarticModel(A, np.array([[bb1, bb2]]), kp)

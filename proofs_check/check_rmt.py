@@ -1,4 +1,4 @@
-"""Sympy derivations for solvable.rmt: densities and edges from the self-consistent equations of the
+"""Sympy derivations for solvable.models.rmt: densities and edges from the self-consistent equations of the
 Stieltjes transform, outliers from the spike equations G(z) = 1/theta (additive) and
 z G(z) - 1 = 1/(ell - 1) (multiplicative), each compared with solvable's closed forms."""
 
@@ -9,7 +9,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvable import rmt
+from solvable.models import rmt
 from solvable.testing import proves
 
 z, s, g, th, l = sp.symbols("z sigma gamma theta ell", positive=True)

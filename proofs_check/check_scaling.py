@@ -1,10 +1,10 @@
-"""Sympy derivations for solvable.scaling.
+"""Sympy derivations for solvable.models.scaling.
 
 - the second-moment recursion of minibatch SGD, E[H_B M H_B] = (1 - c_B) H M H + c_B T(M), derived by
   enumerating every batch of a small symbolic dataset (with and without replacement);
 - the isotropic Gaussian threshold 2B/(s(B + d + 1)) from Isserlis moments computed by sympy.stats and
   the explicit d^2 x d^2 matrix of the recursion;
-- the exact threshold of solvable.scaling.ms_threshold / adam_threshold checked against the spectral
+- the exact threshold of solvable.models.scaling.ms_threshold / adam_threshold checked against the spectral
   radius of the enumerated mean-square map (all batches of a tiny dataset);
 - the batch-Hessian outlier equation reduced to the spiked Marchenko-Pastur law.
 """
@@ -17,7 +17,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvable import rmt, scaling
+from solvable.models import rmt, scaling
 from solvable.testing import proves
 
 

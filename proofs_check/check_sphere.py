@@ -1,4 +1,4 @@
-"""sympy derivations for solvable.sphere: each starts from the model (the loss, the update rule) and
+"""sympy derivations for solvable.models.sphere: each starts from the model (the loss, the update rule) and
 derives the quantity that the module's closed form states, then compares the two."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvable import sphere
+from solvable.models import sphere
 from solvable.testing import proves
 
 

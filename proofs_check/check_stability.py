@@ -19,7 +19,7 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solvable import stability
+from solvable.models import stability
 from solvable.claims import get
 from solvable.testing import proves
 
@@ -28,7 +28,7 @@ x, xp_, m = sp.symbols("x x_prev m", real=True)
 
 
 def _companion(method: str) -> tuple[sp.Matrix, tuple]:
-    """The update rule as written in solvable.stability's docstring, differentiated."""
+    """The update rule as written in solvable.models.stability's docstring, differentiated."""
     if method == "gd":
         new = (x - eta * lam * x,)
         state = (x,)

@@ -1,4 +1,4 @@
-"""Sympy derivations for solvable.symmetry: each builds the network and the group action in sympy,
+"""Sympy derivations for solvable.models.symmetry: each builds the network and the group action in sympy,
 derives the quantity, and compares it with solvable's numeric closed form."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solvable import symmetry as sym
+from solvable.models import symmetry as sym
 from solvable.testing import assert_close, proves
 
 _seeds = st.integers(0, 2**16)

@@ -8,8 +8,11 @@ calls the closed form (``claim.measured``).
 >>> ids = [c.id for c in solvable.all_claims()]
 """
 
+import importlib
+
+from . import claims as _claims
 from .backend import Backend, get_backend
-from .claims import Claim, Measurement, Params, Tolerance, Verdict, all_claims, get, param, register, select
+from .claims import Claim, Measurement, Params, Tolerance, Verdict, param, register
 
 __version__ = "0.1.0"
 
@@ -23,11 +26,49 @@ __all__ = [
     "all_claims",
     "get",
     "get_backend",
+    "load_models",
     "param",
     "register",
     "select",
     "verify",
 ]
+
+
+def load_models() -> None:
+    """Import ``solvable.models`` (every model module), which registers their claims."""
+    importlib.import_module(f"{__name__}.models")
+
+
+def all_claims() -> list[Claim]:
+    """Every registered claim of every model, sorted by id."""
+    load_models()
+    return _claims.all_claims()
+
+
+def get(claim_id: str) -> Claim:
+    """The claim with this id (``UnknownClaimError``, a ``KeyError``, if there is none)."""
+    load_models()
+    return _claims.get(claim_id)
+
+
+def select(patterns=None) -> list[Claim]:
+    """Claims matching ids or module prefixes (``"dln"``, ``"dln.implicit_bias"``); all if empty."""
+    load_models()
+    return _claims.select(patterns)
+
+
+_MODEL_NAMES = ("dln", "ergodic", "gr", "rmt", "scaling", "sphere", "stability", "symmetry")
+_TOOL_NAMES = ("curvature",)
+
+
+def __getattr__(name: str):
+    # Models moved to solvable.models and tools to solvable.tools (0.2); `from solvable import dln`
+    # keeps working by loading the module from its new home.
+    if name in _MODEL_NAMES:
+        return importlib.import_module(f"{__name__}.models.{name}")
+    if name in _TOOL_NAMES:
+        return importlib.import_module(f"{__name__}.tools.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def verify(patterns=None, *, backend: str = "numpy", device: str = "cpu", seed: int = 0, **overrides):

@@ -54,7 +54,10 @@ __all__ = [
     "all_claims",
     "UnknownClaimError",
     "relative_error",
+    "relative_errors",
     "max_abs_error",
+    "margin",
+    "MutantResult",
 ]
 
 
@@ -176,9 +179,14 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far measured may be from predicted, and why that far."""
+    """How far measured may be from predicted, and why that far.
 
-    value: float
+    ``value`` is one number, or an array with one allowance per entry of ``predicted`` (then the
+    claim's ``error`` returns one error per entry, e.g. :func:`relative_errors`, and every entry
+    must be within its own allowance). It is computed without the closed form under test.
+    """
+
+    value: Any
     reason: str
 
 
@@ -191,6 +199,17 @@ def relative_error(predicted: Any, measured: Any) -> float:
     denom = float(np.linalg.norm(p))
     num = float(np.linalg.norm(m - p))
     return num / denom if denom > 0 else num
+
+
+def relative_errors(predicted: Any, measured: Any) -> np.ndarray:
+    """Per-entry ``|measured_i - predicted_i| / |predicted_i|`` (absolute where ``predicted_i`` is 0),
+    for claims whose :class:`Tolerance` gives one allowance per entry."""
+    p = np.asarray(predicted, dtype=float).ravel()
+    m = np.asarray(measured, dtype=float).ravel()
+    if p.shape != m.shape:
+        raise ValueError(f"predicted has shape {p.shape} but measured has {m.shape}: shapes must match")
+    scale = np.where(p != 0, np.abs(p), 1.0)
+    return np.abs(m - p) / scale
 
 
 def max_abs_error(predicted: Any, measured: Any) -> float:
@@ -223,9 +242,48 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def _within(err: Any, tol: Any) -> bool:
+    """Every error entry finite and within its allowance (scalars broadcast)."""
+    e = np.asarray(err, dtype=float)
+    t = np.asarray(tol, dtype=float)
+    return bool(e.size and np.all(np.isfinite(e)) and np.all(e <= t))
+
+
+def margin(err: Any, tol: Any) -> float:
+    """``max(error / tolerance)`` over entries: below 1 passes, above 1 fails (inf if tol is 0)."""
+    e = np.asarray(err, dtype=float)
+    t = np.asarray(tol, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(t > 0, e / np.where(t > 0, t, 1.0), np.where(e > 0, np.inf, 0.0))
+    r = np.where(np.isnan(r), np.inf, r)
+    return float(np.max(r)) if r.size else math.inf
+
+
+def _number_or_list(x: Any) -> Any:
+    a = np.asarray(x, dtype=float)
+    return float(a) if a.ndim == 0 else a.ravel().tolist()
+
+
+@dataclass
+class MutantResult:
+    """A wrong formula judged against the same measurement: ``rejected`` when its error exceeds the
+    tolerance; ``margin`` is error / tolerance (above 1 rejects)."""
+
+    name: str
+    predicted: Any
+    error: Any
+    margin: float
+    rejected: bool
+
+
 @dataclass
 class Verdict:
-    """One claim checked once: the JSON record of ``solvable verify --json``."""
+    """One claim checked once: the JSON record of ``solvable verify --json``.
+
+    ``error`` and ``tolerance`` are numbers, or lists with one entry per entry of ``predicted``
+    for claims with per-entry allowances; ``margin`` is ``max(error / tolerance)``.
+    ``mutants`` holds, when asked for, each declared wrong formula judged on the same measurement.
+    """
 
     id: str
     statement: str
@@ -245,14 +303,19 @@ class Verdict:
     diverged_step: int | None = None
     checks: dict[str, bool] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    margin: float = math.nan
+    mutants: dict[str, MutantResult] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         out = {k: _jsonable(v) for k, v in d.items()}
-        for k in ("error", "tolerance"):  # a diverged run has error inf: kept as the string "inf"
+        for k in ("error", "tolerance", "margin"):  # a diverged run has error inf: kept as "inf"
             v = d[k]
             if isinstance(v, float) and math.isinf(v):
                 out[k] = str(v)
+        for name, mres in d["mutants"].items():
+            if isinstance(mres["margin"], float) and math.isinf(mres["margin"]):
+                out["mutants"][name]["margin"] = "inf"
         return out
 
 
@@ -281,6 +344,16 @@ class Claim:
       backends: the backends the simulator supports; a claim asked for another runs on the
         first of these (a torch-only claim asked for numpy runs on torch on the CPU), and its
         verdict says which backend it used.
+      mutants: named wrong formulas a reader could plausibly derive (``{"constant 3 for 4":
+        lambda p: ...}``), each with the signature of ``predicted``. The claim has power when its
+        check rejects every mutant (error above tolerance) at the defaults and on at least
+        ``mutant_power`` of the domain draws; the coverage test enforces both.
+      mutant_power: the fraction of domain draws on which each mutant must be rejected.
+      closed_forms: names of the closed-form functions behind ``predicted`` (in the claim's model
+        module, or ``"othermodel.function"``). The simulation and the tolerance must not call them;
+        the test suite replaces them with a function that raises while it measures.
+      bound: ``None`` for an estimate; ``"upper"`` when the claim is that measured stays below
+        predicted, ``"lower"`` above (the report labels such claims as bounds).
     """
 
     id: str
@@ -296,10 +369,18 @@ class Claim:
     summary: Callable[[Any], float] | None = None
     summary_label: str = ""
     backends: tuple[str, ...] = ("numpy", "torch")
+    mutants: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    mutant_power: float = 0.8
+    closed_forms: tuple[str, ...] = ()
+    bound: str | None = None
 
     def __post_init__(self) -> None:
         if "." not in self.id:
             raise ValueError(f"id={self.id!r} is not of the form <module>.<name>")
+        if self.bound not in (None, "upper", "lower"):
+            raise ValueError(f"bound={self.bound!r} of {self.id}: must be None, 'upper' or 'lower'")
+        if not 0 <= self.mutant_power <= 1:
+            raise ValueError(f"mutant_power={self.mutant_power} of {self.id}: must be in [0, 1]")
         if self.sweep is not None and self.sweep not in self.params.fields():
             raise ValueError(f"sweep={self.sweep!r} is not a parameter of {self.id}")
 
@@ -326,9 +407,33 @@ class Claim:
         out = self.measured(p, self.resolve_backend(backend, device, dtype), seed)
         return out if isinstance(out, Measurement) else Measurement(value=out)
 
+    def judge(self, params: Params, predicted: Any, meas: Measurement, tol: Tolerance) -> tuple[Any, float, bool]:
+        """``(error, margin, passed)`` of ``predicted`` against a measurement and its tolerance."""
+        if meas.diverged:
+            return math.inf, math.inf, False
+        err = self.error(predicted, meas.value)
+        err = _number_or_list(err)
+        passed = _within(err, tol.value) and all(meas.checks.values())
+        return err, margin(err, tol.value), passed
+
+    def judge_mutants(self, params: Params, meas: Measurement, tol: Tolerance) -> dict[str, MutantResult]:
+        """Each declared wrong formula judged on the same measurement and tolerance."""
+        out = {}
+        for name, fn in self.mutants.items():
+            pred = fn(params)
+            err, marg, _ = self.judge(params, pred, meas, tol)
+            # a mutant is rejected by the comparison alone: the checks inside ``measured`` never see
+            # the closed form, so they cannot tell a wrong formula from the right one
+            out[name] = MutantResult(name=name, predicted=_jsonable(pred), error=err, margin=marg,
+                                     rejected=bool(marg > 1))
+        return out
+
     def check(self, params: Params | None = None, backend: str | Backend = "numpy", device: str = "cpu",
-              seed: int = 0, dtype: str | None = None) -> Verdict:
-        """Compute predicted and measured, compare them, and return the :class:`Verdict`."""
+              seed: int = 0, dtype: str | None = None, mutants: bool = False) -> Verdict:
+        """Compute predicted and measured, compare them, and return the :class:`Verdict`.
+
+        With ``mutants=True`` the verdict also judges every declared mutant on the same measurement.
+        """
         p = params if params is not None else self.params()
         if not isinstance(p, self.params):
             raise ValueError(f"params is a {type(p).__name__}: {self.id} needs {self.params.__name__}")
@@ -340,18 +445,16 @@ class Claim:
             meas = Measurement(value=meas)
         seconds = time.perf_counter() - t0
         tol = self.tolerance(p, meas, be)
-        if meas.diverged:
-            err, passed = math.inf, False
-        else:
-            err = float(self.error(pred, meas.value))
-            passed = bool(math.isfinite(err) and err <= tol.value and all(meas.checks.values()))
+        err, marg, passed = self.judge(p, pred, meas, tol)
         return Verdict(
             id=self.id, statement=self.statement, reference=self.reference, params=p.asdict(),
-            predicted=_jsonable(pred), measured=_jsonable(meas.value), error=err, tolerance=float(tol.value),
+            predicted=_jsonable(pred), measured=_jsonable(meas.value), error=err,
+            tolerance=_number_or_list(tol.value),
             passed=passed, backend=be.name, device=be.device, seconds=round(seconds, 4),
             tolerance_reason=tol.reason, stderr=_jsonable(meas.stderr), diverged=meas.diverged,
             diverged_step=meas.diverged_step, checks={k: bool(v) for k, v in meas.checks.items()},
-            info=_jsonable(meas.info),
+            info=_jsonable(meas.info), margin=marg,
+            mutants=self.judge_mutants(p, meas, tol) if mutants else {},
         )
 
 
@@ -369,17 +472,13 @@ def register(claim: Claim) -> Claim:
     return claim
 
 
-def _load_models() -> None:
-    from . import models  # noqa: F401  (importing the model modules registers their claims)
-
-
 def all_claims() -> list[Claim]:
-    _load_models()
+    """The registered claims, sorted by id. The engine registers what is imported; the package's
+    face (``solvable.all_claims``) imports ``solvable.models`` first."""
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
 def get(claim_id: str) -> Claim:
-    _load_models()
     try:
         return _REGISTRY[claim_id]
     except KeyError:

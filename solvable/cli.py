@@ -19,8 +19,8 @@ import traceback
 from typing import Sequence
 
 from . import __version__
-from .claims import (Claim, UnknownClaimError, Verdict, _jsonable, all_claims, apply_overrides, get,
-                     select)
+from . import all_claims, get, select
+from .claims import Claim, UnknownClaimError, Verdict, _jsonable, apply_overrides
 from .checks import describe_range
 
 PROG = "solvable"

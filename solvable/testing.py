@@ -114,14 +114,15 @@ def params_strategy(params_cls: type[Params], wide: bool = False, **fixed: Any) 
 
 
 def assert_claim(claim: Claim, params: Params | None = None, backend: str = "numpy", device: str = "cpu",
-                 seed: int = 0, dtype: str | None = None) -> Verdict:
-    """Check ``claim`` at ``params`` and raise ``AssertionError`` with the verdict if it fails."""
-    v = claim.check(params, backend=backend, device=device, seed=seed, dtype=dtype)
+                 seed: int = 0, dtype: str | None = None, mutants: bool = False) -> Verdict:
+    """Check ``claim`` at ``params`` and raise ``AssertionError`` with the verdict if it fails
+    (``mutants=True`` also judges the claim's mutants; read them from ``verdict.mutants``)."""
+    v = claim.check(params, backend=backend, device=device, seed=seed, dtype=dtype, mutants=mutants)
     if not v.passed:
         failed = [k for k, ok in v.checks.items() if not ok]
         raise AssertionError(
-            f"{claim.id} failed at {v.params}: error {v.error:.3g} > tolerance {v.tolerance:.3g}"
-            f" ({v.tolerance_reason}); diverged={v.diverged}; failed checks={failed};"
+            f"{claim.id} failed at {v.params}: failed checks={failed}; error {v.error} vs tolerance"
+            f" {v.tolerance} (margin {v.margin:.3g}; {v.tolerance_reason}); diverged={v.diverged};"
             f" predicted={v.predicted}; measured={v.measured}; info={v.info}")
     return v
 

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from _toy import TOY_CLAIM  # tests/ is on sys.path (pytest's prepend import mode)
+import solvable
 from solvable import claims as _claims
 from solvable.backend import cuda_available, get_backend
 from solvable.testing import load_profile
@@ -40,5 +41,5 @@ def backend(backend_device):
 def toy_registry(monkeypatch):
     """Replace the registry by the toy claim alone (real models are not imported)."""
     monkeypatch.setattr(_claims, "_REGISTRY", {TOY_CLAIM.id: TOY_CLAIM})
-    monkeypatch.setattr(_claims, "_load_models", lambda: None)
+    monkeypatch.setattr(solvable, "load_models", lambda: None)
     return TOY_CLAIM

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from pathlib import Path
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 import solvable
 from solvable.backend import cuda_available
+from solvable.claims import _jsonable
 from solvable.testing import assert_claim, params_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,26 +34,69 @@ def test_registry_is_not_empty():
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=IDS)
-def test_claim_holds_over_its_domain(claim):
+def test_claim_holds_over_its_domain_and_rejects_its_mutants(claim):
+    """The claim holds at every draw; each mutant is rejected on at least ``mutant_power`` of them
+    (judged on the same measurements, so the power costs no extra simulation)."""
+    rejected: dict[str, list[bool]] = {name: [] for name in claim.mutants}
+
     @given(st.data())
     def prop(data):
         p = data.draw(params_strategy(claim.params), label="params")
         seed = data.draw(st.integers(0, 2**16), label="seed")
-        assert_claim(claim, p, seed=seed)
+        v = assert_claim(claim, p, seed=seed, mutants=True)
+        for name, res in v.mutants.items():
+            rejected[name].append(res.rejected)
 
     prop()
+    weak = {name: f"{sum(r)}/{len(r)}" for name, r in rejected.items()
+            if r and sum(r) < claim.mutant_power * len(r)}
+    assert not weak, (f"{claim.id}: mutants rejected on fewer than {claim.mutant_power:.0%} of the domain "
+                      f"draws: {weak}")
 
 
 def _second_backend(claim) -> str:
     return "torch" if "torch" in claim.backends else claim.backends[0]
 
 
+def _closed_form_targets(claim) -> list[tuple[object, str]]:
+    out = []
+    for name in claim.closed_forms:
+        mod_name, _, fn = name.rpartition(".")
+        module = importlib.import_module(f"solvable.models.{mod_name or claim.module}")
+        assert hasattr(module, fn), f"{claim.id}: closed_forms names {name!r}, which does not exist"
+        out.append((module, fn))
+    return out
+
+
 @pytest.mark.parametrize("claim", CLAIMS, ids=[f"{c.id}-{_second_backend(c)}-cpu" for c in CLAIMS])
-def test_defaults_hold_on_torch_and_same_seed_same_numbers(claim):
-    """Default parameters verify on torch (CPU), and a second run with the seed repeats the numbers."""
-    v1 = assert_claim(claim, backend=_second_backend(claim), device="cpu", seed=3)
-    v2 = claim.check(backend=_second_backend(claim), device="cpu", seed=3)
-    np.testing.assert_array_equal(np.asarray(v1.measured, dtype=float), np.asarray(v2.measured, dtype=float))
+def test_defaults_hold_on_torch_and_same_seed_same_numbers(claim, monkeypatch):
+    """Default parameters verify on torch (CPU) with the closed forms made unreachable from the
+    simulation and the tolerance; every mutant is rejected there; the seed repeats the numbers."""
+    p = claim.params()
+    be = claim.resolve_backend(_second_backend(claim), "cpu")
+    for module, fn in _closed_form_targets(claim):
+        def forbidden(*a, _n=f"{module.__name__}.{fn}", **k):
+            raise AssertionError(f"{claim.id}: the simulation or tolerance called the closed form {_n}")
+        monkeypatch.setattr(module, fn, forbidden)
+    try:
+        meas = claim.measure(p, backend=be, seed=3)
+        tol = claim.tolerance(p, meas, be)
+    finally:
+        monkeypatch.undo()
+    err, marg, passed = claim.judge(p, claim.predicted(p), meas, tol)
+    assert passed, (f"{claim.id} failed at its defaults on {be.name}: error {err} vs tolerance {tol.value} "
+                    f"({tol.reason}); checks={meas.checks}; diverged={meas.diverged}; info={meas.info}")
+    v = claim.check(p, backend=be, seed=3, mutants=True)  # unpatched: same seed, same numbers
+    np.testing.assert_array_equal(np.asarray(_jsonable(meas.value), dtype=float), np.asarray(v.measured, dtype=float))
+    kept = [name for name, res in v.mutants.items() if not res.rejected]
+    assert not kept, f"{claim.id}: mutants not rejected at the defaults: {kept} ({v.mutants})"
+
+
+def test_every_claim_has_two_mutants_and_names_its_closed_forms():
+    weak = [c.id for c in CLAIMS if len(c.mutants) < 2]
+    assert not weak, f"claims with fewer than two mutants (wrong formulas their check must reject): {weak}"
+    unnamed = [c.id for c in CLAIMS if not c.closed_forms]
+    assert not unnamed, f"claims that do not name the closed forms behind `predicted`: {unnamed}"
 
 
 @pytest.mark.gpu
@@ -65,7 +110,7 @@ def test_claim_holds_on_cuda(claim):
 def test_claim_ids_are_owned_by_their_module():
     for c in CLAIMS:
         owner = c.measured.__module__
-        assert owner == f"solvable.{c.module}" or owner.startswith(f"solvable.{c.module}."), (
+        assert owner == f"solvable.models.{c.module}" or owner.startswith(f"solvable.models.{c.module}."), (
             f"{c.id} is measured in {owner}: the id's prefix must be the module that owns it")
 
 

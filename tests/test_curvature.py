@@ -1,4 +1,4 @@
-"""solvable.curvature against its dense float64 oracle: HVPs, Lanczos/ARPACK eigenvalues, loss scaling,
+"""solvable.tools.curvature against its dense float64 oracle: HVPs, Lanczos/ARPACK eigenvalues, loss scaling,
 preconditioned sharpness, batch weighting, BatchNorm/dropout handling, bad input.
 
 Eigenvalue tolerances use the residual bound for symmetric matrices: a Ritz pair (theta, u) with
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from solvable import curvature as cv
+from solvable.tools import curvature as cv
 from solvable.backend import cuda_available
 
 DEVICES = [pytest.param("cpu", id="cpu"),

@@ -1,4 +1,4 @@
-"""Tests of solvable.dln beyond the generic claim tests: gradients against autodiff, batching,
+"""Tests of solvable.models.dln beyond the generic claim tests: gradients against autodiff, batching,
 backends, the discretisation order, limits, flooding, bad input and divergence."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from solvable import dln, gr
+from solvable.models import dln, gr
 from solvable.stats import loglog_slope
 from solvable.testing import assert_close
 

@@ -1,4 +1,4 @@
-"""Tests of solvable.ergodic beyond the generic claim tests: limits of the closed forms, the
+"""Tests of solvable.models.ergodic beyond the generic claim tests: limits of the closed forms, the
 estimators against library oracles and exact samples, bad input, divergence, backends, seeds."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from solvable import ergodic as E
+from solvable.models import ergodic as E
 from solvable.claims import apply_overrides, get
 from solvable.stats import loglog_slope, mean_sem
 from solvable.testing import assert_close

@@ -1,4 +1,4 @@
-"""Tests of solvable.gr: the analytic test model against autograd, the finite-difference GR
+"""Tests of solvable.models.gr: the analytic test model against autograd, the finite-difference GR
 gradients against exact GR, the torch-module methods against a dense-Hessian oracle, flooding,
 bad input, divergence, backends and seeds."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from solvable import gr
+from solvable.models import gr
 from solvable.backend import get_backend
 from solvable.stats import loglog_slope
 from solvable.testing import assert_close

@@ -1,4 +1,4 @@
-"""solvable.rmt: closed forms against library oracles and limits, samplers, KS statistic, bad input."""
+"""solvable.models.rmt: closed forms against library oracles and limits, samplers, KS statistic, bad input."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from solvable import rmt
+from solvable.models import rmt
 from solvable.claims import get
 
 

@@ -1,11 +1,11 @@
-"""solvable.scaling: exact thresholds against oracles and limits, simulators, sampling, bad input."""
+"""solvable.models.scaling: exact thresholds against oracles and limits, simulators, sampling, bad input."""
 
 import math
 
 import numpy as np
 import pytest
 
-from solvable import rmt, scaling
+from solvable.models import rmt, scaling
 from solvable.backend import get_backend
 from solvable.claims import get
 from solvable.stats import loglog_slope

@@ -1,4 +1,4 @@
-"""Tests of solvable.sphere: closed forms against simulators, limits, bad input, divergence,
+"""Tests of solvable.models.sphere: closed forms against simulators, limits, bad input, divergence,
 backends and seeds. The generic property tests of the claims are in tests/test_claims.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from solvable import sphere
+from solvable.models import sphere
 from solvable.backend import get_backend
 from solvable.claims import get
 from solvable.stats import loglog_slope, mean_sem

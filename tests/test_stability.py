@@ -1,11 +1,11 @@
-"""solvable.stability: thresholds measured by simulation, limits, bad input, divergence, backends, seeds."""
+"""solvable.models.stability: thresholds measured by simulation, limits, bad input, divergence, backends, seeds."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from solvable import stability as stb
+from solvable.models import stability as stb
 from solvable.backend import get_backend
 from solvable.claims import get
 

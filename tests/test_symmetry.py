@@ -1,4 +1,4 @@
-"""Tests of solvable.symmetry: group actions, closed forms vs simulators, limits, bad input, seeds."""
+"""Tests of solvable.models.symmetry: group actions, closed forms vs simulators, limits, bad input, seeds."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from solvable import get_backend
-from solvable import symmetry as sym
+from solvable.models import symmetry as sym
 from solvable.claims import get
 from solvable.stats import loglog_slope
 from solvable.testing import assert_close

@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend
-from .checks import check_choice, check_int, check_range
-from .claims import Claim, Measurement, Params, Tolerance, param, register
+from ..backend import Backend
+from ..checks import check_choice, check_int, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, param, register
 
 __all__ = [
     "METHODS",
@@ -246,7 +246,7 @@ def growth_rate_map(method: str, eta_lambda: Any, betas: Any, backend: Backend |
     ``eta * lambda``), all grid points in one batch (``beta`` is a per-run column); negative means
     stable. For the stability-region figure; the threshold claims use :func:`measure_threshold`.
     """
-    from .backend import get_backend
+    from ..backend import get_backend
 
     be = backend or get_backend("numpy")
     el = np.asarray(eta_lambda, dtype=float).reshape(-1)
@@ -530,7 +530,7 @@ def train(method: str, eta: float, steps: int, backend: Backend, seed: int = 0, 
     on this 385-parameter model per-call overhead dominates: in a scratch measurement (2000 steps,
     an estimate every 5 steps) training with these products took 1.5 s against 7.0 s with fresh
     ``torch.func`` forward-over-reverse products (2 vs 3 products per estimate, so about 3x per
-    product). :mod:`solvable.curvature` uses forward-over-reverse, which wins on large models.
+    product). :mod:`solvable.tools.curvature` uses forward-over-reverse, which wins on large models.
     """
     import torch
 
@@ -602,10 +602,10 @@ def train(method: str, eta: float, steps: int, backend: Backend, seed: int = 0, 
 
 
 def final_sharpness(trace: TrainTrace, tol: float = 1e-6, seed: int = 0) -> tuple[float, bool]:
-    """``lambda_1(H)`` at the end of a run by :func:`solvable.curvature.lanczos` (and its converged flag)."""
+    """``lambda_1(H)`` at the end of a run by :func:`solvable.tools.curvature.lanczos` (and its converged flag)."""
     import torch
 
-    from .curvature import lanczos
+    from ..tools.curvature import lanczos
 
     th = trace.theta.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(trace.loss_fn(th), th, create_graph=True)
@@ -652,7 +652,7 @@ def _loss_checks(trace: TrainTrace, start: int, edge: float) -> tuple[dict[str, 
 def _top_eigenvalue(trace_loss_fn, theta0, preconditioner=None) -> float:
     import torch
 
-    from .curvature import lanczos
+    from ..tools.curvature import lanczos
 
     th = theta0.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(trace_loss_fn(th), th, create_graph=True)

@@ -59,9 +59,9 @@ from typing import Any, Callable
 import numpy as np
 from array_api_compat import array_namespace
 
-from .backend import Backend
-from .checks import check_int, check_range
-from .claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
+from ..backend import Backend
+from ..checks import check_int, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
 
 __all__ = [
     "leaky_relu",

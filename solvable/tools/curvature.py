@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import check_choice, check_int, check_range
+from ..checks import check_choice, check_int, check_range
 
 __all__ = [
     "HessianOperator",

@@ -55,10 +55,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 from array_api_compat import array_namespace
 
-from .backend import Backend, get_backend
-from .checks import check_choice, check_finite_array, check_int, check_range
-from .claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
-from .stats import loglog_slope
+from ..backend import Backend, get_backend
+from ..checks import check_choice, check_finite_array, check_int, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
+from ..stats import loglog_slope
 
 __all__ = [
     "gr_gradient",

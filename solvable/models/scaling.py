@@ -57,11 +57,11 @@ from scipy import optimize as _opt
 from scipy import stats as _sps
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from .backend import Backend, get_backend
-from .checks import check_choice, check_int, check_positive, check_range
-from .claims import Claim, Measurement, Params, Tolerance, param, register
+from ..backend import Backend, get_backend
+from ..checks import check_choice, check_int, check_positive, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, param, register
 from .rmt import TW1_MEAN, tracy_widom_scale_covariance
-from .stats import loglog_slope, mean_sem
+from ..stats import loglog_slope, mean_sem
 
 __all__ = [
     "SAMPLING", "FEATURES", "batch_noise_factor", "dataset", "full_hessian", "batch_hessians",

@@ -55,10 +55,10 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, Generator, get_backend
-from .checks import check_int, check_positive, check_range
-from .claims import Measurement, Params, Claim, Tolerance, max_abs_error, param, register
-from .stats import mean_sem
+from ..backend import Backend, Generator, get_backend
+from ..checks import check_int, check_positive, check_range
+from ..claims import Measurement, Params, Claim, Tolerance, max_abs_error, param, register
+from ..stats import mean_sem
 
 __all__ = [
     "semicircle_density", "semicircle_cdf", "semicircle_edge",

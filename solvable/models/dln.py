@@ -31,7 +31,7 @@ effective scale more than exact GR on average, backward ones less.
 
 Simulators (:func:`simulate`) are batched array programs over runs (leading axis: many
 initialisations and datasets), written once against ``backend.xp`` (numpy or torch, CPU or CUDA).
-The GR, finite-difference GR and central-difference gradients come from :mod:`solvable.gr`.
+The GR, finite-difference GR and central-difference gradients come from :mod:`solvable.models.gr`.
 
 References:
   Woodworth, Gunasekar, Lee, Moroshko, Savarese, Golan, Soudry, Srebro, 2020. "Kernel and Rich
@@ -53,9 +53,9 @@ import numpy as np
 import scipy.optimize
 
 from . import gr as _gr
-from .backend import Backend, get_backend
-from .checks import check_finite_array, check_int, check_range
-from .claims import Claim, Measurement, Params, Tolerance, param, register
+from ..backend import Backend, get_backend
+from ..checks import check_finite_array, check_int, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, param, register
 
 __all__ = [
     "make_data",
@@ -384,12 +384,12 @@ def simulate(X: Array, y: Array, alpha: Array, *, method: str = "gd", gamma: flo
     Update ``theta_{k+1} = theta_k - eta_k G(theta_k)`` with ``G`` one of
 
       - ``"gd"``: ``grad L`` (gradient descent; with small steps, gradient flow),
-      - ``"gr"``: ``grad L + gamma H grad L`` (exact GR, analytic HVP, :func:`solvable.gr.gr_gradient`),
+      - ``"gr"``: ``grad L + gamma H grad L`` (exact GR, analytic HVP, :func:`solvable.models.gr.gr_gradient`),
       - ``"fd"``: ``(1 - gamma/eps) grad L + (gamma/eps) grad L(theta + eps grad L)``
-        (:func:`solvable.gr.fd_gr_gradient`; forward ``eps > 0``, backward ``eps < 0``),
-      - ``"central"``: central-difference GR (:func:`solvable.gr.central_fd_gr_gradient`),
+        (:func:`solvable.models.gr.fd_gr_gradient`; forward ``eps > 0``, backward ``eps < 0``),
+      - ``"central"``: central-difference GR (:func:`solvable.models.gr.central_fd_gr_gradient`),
       - ``"flood"``: ``sign(L - b) grad L``, the gradient of ``|L - b| + b`` (``b = flood``,
-        :func:`solvable.gr.flooding_gradient`).
+        :func:`solvable.models.gr.flooding_gradient`).
 
     Step-size scheme (per run): ``eta_k = min(c / max_i |G_i / theta_i|, 1 / (2 Lambda_k))``. The
     first bound limits the relative change of every ``u_i, v_i`` in one step to ``c`` (accuracy:
@@ -763,7 +763,7 @@ def _measure_limits(p: KernelRichParams, backend: Backend, seed: int) -> Measure
 
 
 def _limits_error(predicted, measured) -> float:
-    from .claims import relative_error
+    from ..claims import relative_error
 
     p = np.asarray(predicted, dtype=float)
     m = np.asarray(measured, dtype=float)

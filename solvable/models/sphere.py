@@ -63,10 +63,10 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, get_backend
-from .checks import check_choice, check_int, check_range
-from .claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
-from .stats import loglog_slope
+from ..backend import Backend, get_backend
+from ..checks import check_choice, check_int, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
+from ..stats import loglog_slope
 
 __all__ = [
     "rayleigh_spectrum",

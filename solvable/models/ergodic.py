@@ -52,10 +52,10 @@ import numpy as np
 from scipy import integrate, linalg, optimize
 from scipy import stats as sps
 
-from .backend import Backend, get_backend
-from .checks import check_int, check_positive, check_range
-from .claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
-from .stats import batch_means, mean_sem
+from ..backend import Backend, get_backend
+from ..checks import check_int, check_positive, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
+from ..stats import batch_means, mean_sem
 
 __all__ = [
     "stationary_variance",
@@ -1152,7 +1152,7 @@ def sphere_chains(eta: float, wd: float, noise: float, n_chains: int, n_steps: i
     """SGD with weight decay on the scale-invariant Rayleigh toy ``L(w) = F(w/||w||)``,
     ``F(u) = u^T A u / 2``, ``A = diag(linspace(0, 1, d))``, with isotropic tangent gradient noise
     of scale ``noise``: ``n_chains`` runs from one start ``w0 = (1, ..., 1)/sqrt(d)``, every step
-    recorded. The simulator is :func:`solvable.sphere.simulate` (``mode="sgd"``)."""
+    recorded. The simulator is :func:`solvable.models.sphere.simulate` (``mode="sgd"``)."""
     from . import sphere  # the sphere module owns the scale-invariant simulator
 
     be = get_backend(backend) if isinstance(backend, str) else backend
@@ -1206,7 +1206,7 @@ register(Claim(
                "its permutation-null mean + 4 sd), the direction keeps moving, and time averages of the loss "
                "and of |w|^2 along one chain equal ensemble averages. Predicted: distance 0."),
     reference=("Zhang, Li, Sra, Jadbabaie 2022, arXiv 2110.06256; Wan, Zhu, Zhang, Sun 2021, arXiv 2006.08419 "
-               "(spherical motion dynamics); Li, Arora 2020, arXiv 1910.07454; simulator: solvable.sphere"),
+               "(spherical motion dynamics); Li, Arora 2020, arXiv 1910.07454; simulator: solvable.models.sphere"),
     params=SphereParams,
     predicted=lambda p: 0.0,
     measured=_sphere_measure,
