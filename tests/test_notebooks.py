@@ -25,6 +25,9 @@ def test_notebook_executes(path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     monkeypatch.setenv("MPLBACKEND", "Agg")  # inherited by the kernel
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # the quick flag: a notebook may read it to use smaller sizes in the same cells (a person
+    # running the notebook gets the full sizes)
+    monkeypatch.setenv("SOLVABLE_QUICK", "1")
     # 120 s per cell: the budget is a minute per notebook; the slack absorbs a loaded CI machine.
     client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
