@@ -206,3 +206,64 @@ def test_verify_api(toy_registry):
     assert "<table>" in vs._repr_html_()
     with pytest.raises(ValueError, match="zeta"):
         apply_overrides([TOY_CLAIM], {"zeta": "1"})
+
+
+def test_a_check_that_raises_is_an_error_verdict_with_a_one_line_reason():
+    from _toy import TOY_MEMORY, ToyMemoryParams
+
+    with pytest.raises(ValueError, match="n=100000"):
+        TOY_MEMORY.check(ToyMemoryParams(n=100000))  # the default: raise
+    v = TOY_MEMORY.check(ToyMemoryParams(n=100000), on_error="verdict")
+    assert v.status == "error" and not v.passed and v.predicted is None
+    assert v.message.startswith("ValueError: n=100000 is out of range") and "\n" not in v.message
+    assert "Traceback" in v.info["traceback"] and "check_memory" in v.info["traceback"]
+    v = TOY_MEMORY.check(ToyMemoryParams(n=100000, guard="none"), on_error="verdict")
+    assert v.status == "error" and v.message.startswith("MemoryError: Unable to allocate")
+    d = v.to_json()
+    assert d["status"] == "error" and d["error"] is None and d["tolerance"] is None
+    json.dumps(d, allow_nan=False)
+    with pytest.raises(ValueError, match="on_error"):
+        TOY_MEMORY.check(on_error="ignore")
+
+
+def test_verdict_status_and_message():
+    v = TOY_CLAIM.check()
+    assert v.status == "passed" and v.message == "" and v.to_json()["status"] == "passed" and v.bound is None
+    v = TOY_CLAIM.check(ToyParams(kind="broken", n=10**5))
+    assert v.status == "failed" and v.message.startswith("error 0.49") and "> tolerance 0.0158" in v.message
+
+
+def test_failed_checks_are_named_before_the_error():
+    from _toy import TOY_PAIR, ToyPairParams
+
+    v = TOY_PAIR.check(ToyPairParams(x=0.1))
+    assert v.status == "failed" and v.message == "failed check: x_at_least_quarter"
+    failing = Claim(id="toy.both", statement="s", reference="r", params=ToyParams, predicted=lambda p: 1.0,
+                    measured=lambda p, be, seed: Measurement(value=[1.0, 3.0], checks={"a": False, "b": False}),
+                    tolerance=lambda p, m, be: Tolerance([0.1, 0.2], "any"), error=lambda p, m: [0.0, 2.0])
+    assert failing.check().message == "failed checks: a, b; entry 1: error 2 > tolerance 0.2"
+
+
+def test_set_messages_name_the_claim_the_value_and_the_range():
+    from _toy import TOY_PAIR
+
+    with pytest.raises(ValueError) as e:
+        apply_overrides([TOY_CLAIM], {"n": "2.5"})
+    assert str(e.value) == "toy.sample_mean: n='2.5' is not an integer: n must be an integer in [2, 1000000]"
+    with pytest.raises(ValueError) as e:
+        apply_overrides([TOY_CLAIM], {"n": "1"})
+    assert str(e.value).startswith("toy.sample_mean: n='1' is out of range") and "[2, 1000000]" in str(e.value)
+    with pytest.raises(ValueError) as e:  # valid alone, refused by the claim's cross-parameter check
+        apply_overrides([TOY_PAIR], {"lo": "5"})
+    msg = str(e.value)
+    assert msg.startswith("toy.pair: --set lo=5 is valid alone but conflicts with the claim's other parameters")
+    assert "hi=1.0" in msg
+
+
+def test_outside_domain_notes_name_the_claim():
+    from solvable.claims import outside_domain
+
+    assert outside_domain(TOY_CLAIM, ToyParams()) == []
+    (note,) = outside_domain(TOY_CLAIM, ToyParams(n=5000))
+    assert note.startswith("toy.sample_mean: n=5000 is outside the domain [100, 1000]")
+    assert "integers in [2, 1000000]" in note
