@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import solvable
 from solvable.backend import cuda_available
 from solvable.claims import _jsonable
-from solvable.testing import assert_claim, params_strategy
+from solvable.testing import assert_claim, claim_sample, params_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = solvable.all_claims()
@@ -33,25 +33,52 @@ def test_registry_is_not_empty():
     assert CLAIMS, "no claim is registered: solvable.models.MODULES is empty"
 
 
-@pytest.mark.parametrize("claim", CLAIMS, ids=IDS)
-def test_claim_holds_over_its_domain_and_rejects_its_mutants(claim):
-    """The claim holds at every draw; each mutant is rejected on at least ``mutant_power`` of them
-    (judged on the same measurements, so the power costs no extra simulation)."""
-    rejected: dict[str, list[bool]] = {name: [] for name in claim.mutants}
+# Points per claim in the property test: a time budget, not a fixed count (see
+# tests/make_claim_examples.py, which writes the file from each claim's measured cost).
+CLAIM_EXAMPLES: dict[str, int] = json.loads((ROOT / "tests" / "claim_examples.json").read_text()) \
+    if (ROOT / "tests" / "claim_examples.json").exists() else {}
+DEFAULT_EXAMPLES = 4
 
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=IDS)
+def test_claim_holds_over_its_domain_and_rejects_its_mutants(claim, record_property):
+    """The claim holds at every draw; each mutant is rejected on at least ``mutant_power`` of them
+    (judged on the same measurements, so the power costs no extra simulation).
+
+    The sample: ``tests/claim_examples.json`` points for this claim (a ~6 s single-core budget, 4 to
+    40; 4 for a claim not in the file). In the ``ci`` profile they are drawn with a fixed seed of the
+    claim's own (``solvable.testing.SOLVABLE_CI_SEED``, rotated deliberately once per release), so
+    that landing never depends on luck; ``thorough`` draws at least 60 at random. The number of
+    points checked is recorded (``record_property("examples", n)``) and printed.
+    """
+    rejected: dict[str, list[bool]] = {name: [] for name in claim.mutants}
+    drawn: list[int] = []
+
+    @claim_sample(claim.id, CLAIM_EXAMPLES.get(claim.id, DEFAULT_EXAMPLES))
     @given(st.data())
     def prop(data):
         p = data.draw(params_strategy(claim.params), label="params")
         seed = data.draw(st.integers(0, 2**16), label="seed")
         v = assert_claim(claim, p, seed=seed, mutants=True)
+        drawn.append(seed)
         for name, res in v.mutants.items():
             rejected[name].append(res.rejected)
 
     prop()
+    record_property("examples", len(drawn))
+    print(f"{claim.id}: {len(drawn)} examples")
     weak = {name: f"{sum(r)}/{len(r)}" for name, r in rejected.items()
             if r and sum(r) < claim.mutant_power * len(r)}
     assert not weak, (f"{claim.id}: mutants rejected on fewer than {claim.mutant_power:.0%} of the domain "
                       f"draws: {weak}")
+
+
+def test_claim_examples_file_is_a_budget_per_claim():
+    from make_claim_examples import MAX_EXAMPLES, MIN_EXAMPLES, examples_for
+
+    for cid, n in CLAIM_EXAMPLES.items():
+        assert "." in cid and isinstance(n, int) and MIN_EXAMPLES <= n <= MAX_EXAMPLES, (cid, n)
+    assert examples_for(0.1) == 40 and examples_for(1.0) == 6 and examples_for(3.0) == 4
 
 
 def _second_backend(claim) -> str:
