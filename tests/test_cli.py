@@ -261,7 +261,7 @@ def test_set_messages_name_the_claim_and_blame_no_other_parameter(toy_claims, ca
 
 
 def test_falsify_names_the_failed_check_first_and_says_what_it_searched(toy_claims, capsys):
-    code, out, _ = run(capsys, "falsify", "toy.pair", "--wide", "--max-examples", "30")
+    code, out, _ = run(capsys, "falsify", "toy.pair", "--wide", "--max-examples", "100")
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith("toy.pair: tried ") and "searched over its valid range and its domain" in lines[0]
@@ -288,7 +288,7 @@ def test_falsify_leaves_no_hypothesis_folder_in_the_current_directory(tmp_path):
     script = ("import sys; sys.path.insert(0, {tests!r}); import solvable; from solvable import claims; "
               "from _toy import ALL_TOYS; [claims.register(c) for c in ALL_TOYS]; "
               "solvable.load_models = lambda: None; from solvable.cli import main; "
-              "sys.exit(main(['falsify', 'toy.pair', '--wide', '--max-examples', '20']))").format(tests=str(tests))
+              "sys.exit(main(['falsify', 'toy.pair', '--wide', '--max-examples', '100']))").format(tests=str(tests))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPOTHESIS")}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     env["PYTHONPATH"] = str(tests.parent)

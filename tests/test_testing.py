@@ -96,7 +96,7 @@ from _toy import TOY_FLAKY, TOY_PAIR  # noqa: E402
 
 
 def test_falsify_reports_examples_region_and_names_the_failed_check():
-    res = falsify(TOY_PAIR, max_examples=40, wide=True)
+    res = falsify(TOY_PAIR, max_examples=100, wide=True)  # x < 0.25 on 1/8 of the draws
     assert res.counterexample is not None and res.counterexample["x"] < 0.25
     assert res.verdict.message == "failed check: x_at_least_quarter"
     assert 1 <= res.found_at <= res.examples and set(res.region) == {"lo", "hi", "x"}
