@@ -47,9 +47,11 @@ def _fmt(x: Any, width: int = 28) -> str:
             return s if len(s) <= width else s[: width - 1] + "…"
         if flat.size <= 3:
             s = "[" + ", ".join(f"{v:.4g}" for v in flat) + "]"
-        else:
-            s = f"[{flat[0]:.4g}, {flat[1]:.4g}, ... ({flat.size})]"
-        return s if len(s) <= width else s[: width - 1] + "…"
+            if len(s) <= width:
+                return s
+        # a preview that keeps the count whole: the first entries and how many there are
+        s = f"[{flat[0]:.4g}, {flat[1]:.4g}, … ({flat.size})]" if flat.size > 1 else f"[{flat[0]:.4g}]"
+        return s if len(s) <= width else f"[{flat[0]:.4g}, … ({flat.size})]"
     if isinstance(x, float):
         return "-" if math.isnan(x) else f"{x:.4g}"
     return str(x)
