@@ -58,6 +58,10 @@ __all__ = [
     "max_abs_error",
     "margin",
     "MutantResult",
+    "STATUSES",
+    "error_verdict",
+    "failure_message",
+    "outside_domain",
 ]
 
 
@@ -129,7 +133,8 @@ class Params:
                     return c
             return check_choice(name, text, m["choices"])
         if m["integer"]:
-            return check_int(name, text)
+            lo, hi = _int_bounds(m)
+            return check_int(name, text, lo, hi)
         try:
             return float(text)
         except ValueError:
@@ -143,12 +148,37 @@ class Params:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def _int_bounds(m: dict) -> tuple[int | None, int | None]:
+    """The closed integer range of an integer parameter's (possibly open) bounds."""
+    lo = None if m["low"] is None else math.ceil(m["low"] + (1e-9 if m["low_open"] else 0))
+    hi = None if m["high"] is None else math.floor(m["high"] - (1e-9 if m["high_open"] else 0))
+    return lo, hi
+
+
+def describe_param_range(m: dict) -> str:
+    """The valid range of a parameter in words: ``(0, inf)``, ``integers in [2, 100]``, ``one of a, b``."""
+    if m["choices"] is not None:
+        return "one of " + ", ".join(map(str, m["choices"]))
+    if m["integer"]:
+        lo, hi = _int_bounds(m)
+        return "integers in " + describe_range(lo, hi, False, False)
+    return describe_range(m["low"], m["high"], m["low_open"], m["high_open"])
+
+
+def describe_param_domain(m: dict) -> str | None:
+    """The domain on which the claim is asserted, or None where it is the whole valid range."""
+    if m["domain"] is None:
+        return None
+    if m["choices"] is not None:
+        return "one of " + ", ".join(map(str, m["domain"]))
+    return describe_range(m["domain"][0], m["domain"][1], False, False)
+
+
 def _validate(name: str, value: Any, m: dict) -> Any:
     if m["choices"] is not None:
         return check_choice(name, value, m["choices"])
     if m["integer"]:
-        lo = None if m["low"] is None else math.ceil(m["low"] + (1e-9 if m["low_open"] else 0))
-        hi = None if m["high"] is None else math.floor(m["high"] - (1e-9 if m["high_open"] else 0))
+        lo, hi = _int_bounds(m)
         return check_int(name, value, lo, hi)
     return check_range(name, value, m["low"], m["high"], low_open=m["low_open"], high_open=m["high_open"])
 
@@ -276,6 +306,9 @@ class MutantResult:
     rejected: bool
 
 
+STATUSES = ("passed", "failed", "error")
+
+
 @dataclass
 class Verdict:
     """One claim checked once: the JSON record of ``solvable verify --json``.
@@ -283,6 +316,10 @@ class Verdict:
     ``error`` and ``tolerance`` are numbers, or lists with one entry per entry of ``predicted``
     for claims with per-entry allowances; ``margin`` is ``max(error / tolerance)``.
     ``mutants`` holds, when asked for, each declared wrong formula judged on the same measurement.
+    ``status`` is ``"passed"``, ``"failed"`` (the check ran and the claim does not hold) or
+    ``"error"`` (the check raised: no verdict on the claim; ``passed`` is False); ``message`` says
+    why in one line (the failed check first, then divergence, then the worst error entry; for an
+    error, the exception). ``bound`` is the claim's ``bound`` (``"upper"``, ``"lower"`` or None).
     """
 
     id: str
@@ -305,6 +342,15 @@ class Verdict:
     info: dict[str, Any] = field(default_factory=dict)
     margin: float = math.nan
     mutants: dict[str, MutantResult] = field(default_factory=dict)
+    status: str = ""
+    message: str = ""
+    bound: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = "passed" if self.passed else "failed"
+        if self.status not in STATUSES:
+            raise ValueError(f"status={self.status!r} is not allowed: status must be one of {', '.join(STATUSES)}")
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -429,23 +475,37 @@ class Claim:
         return out
 
     def check(self, params: Params | None = None, backend: str | Backend = "numpy", device: str = "cpu",
-              seed: int = 0, dtype: str | None = None, mutants: bool = False) -> Verdict:
+              seed: int = 0, dtype: str | None = None, mutants: bool = False,
+              on_error: str = "raise") -> Verdict:
         """Compute predicted and measured, compare them, and return the :class:`Verdict`.
 
         With ``mutants=True`` the verdict also judges every declared mutant on the same measurement.
+        ``on_error="verdict"`` turns an exception raised by the check (a ``MemoryError``, a
+        ``ValueError`` from inside the simulation) into a verdict of status ``"error"`` whose
+        ``message`` is the exception's first line; the default ``"raise"`` lets it propagate.
+        ``KeyboardInterrupt`` always propagates.
         """
+        if on_error not in ("raise", "verdict"):
+            raise ValueError(f"on_error={on_error!r} is not allowed: on_error must be one of raise, verdict")
         p = params if params is not None else self.params()
         if not isinstance(p, self.params):
             raise ValueError(f"params is a {type(p).__name__}: {self.id} needs {self.params.__name__}")
         be = self.resolve_backend(backend, device, dtype)
         t0 = time.perf_counter()
-        pred = self.predicted(p)
-        meas = self.measured(p, be, seed)
-        if not isinstance(meas, Measurement):
-            meas = Measurement(value=meas)
-        seconds = time.perf_counter() - t0
-        tol = self.tolerance(p, meas, be)
-        err, marg, passed = self.judge(p, pred, meas, tol)
+        try:
+            pred = self.predicted(p)
+            meas = self.measured(p, be, seed)
+            if not isinstance(meas, Measurement):
+                meas = Measurement(value=meas)
+            seconds = time.perf_counter() - t0
+            tol = self.tolerance(p, meas, be)
+            err, marg, passed = self.judge(p, pred, meas, tol)
+            judged = self.judge_mutants(p, meas, tol) if mutants else {}
+        except Exception as exc:
+            if on_error == "raise":
+                raise
+            return error_verdict(self, p, exc, backend=be.name, device=be.device,
+                                 seconds=time.perf_counter() - t0)
         return Verdict(
             id=self.id, statement=self.statement, reference=self.reference, params=p.asdict(),
             predicted=_jsonable(pred), measured=_jsonable(meas.value), error=err,
@@ -453,9 +513,62 @@ class Claim:
             passed=passed, backend=be.name, device=be.device, seconds=round(seconds, 4),
             tolerance_reason=tol.reason, stderr=_jsonable(meas.stderr), diverged=meas.diverged,
             diverged_step=meas.diverged_step, checks={k: bool(v) for k, v in meas.checks.items()},
-            info=_jsonable(meas.info), margin=marg,
-            mutants=self.judge_mutants(p, meas, tol) if mutants else {},
+            info=_jsonable(meas.info), margin=marg, mutants=judged, bound=self.bound,
+            message="" if passed else failure_message(meas, err, tol.value),
         )
+
+
+def failure_message(meas: Measurement, err: Any, tol: Any) -> str:
+    """Why a check failed, in one line: the failed checks first (they decide the verdict whatever
+    the error is), then a divergence, then the entry with the worst error against its allowance."""
+    parts = []
+    failed = [k for k, ok in meas.checks.items() if not ok]
+    if failed:
+        parts.append(("failed check: " if len(failed) == 1 else "failed checks: ") + ", ".join(failed))
+    if meas.diverged:
+        step = "" if meas.diverged_step is None else f" at step {meas.diverged_step}"
+        parts.append(f"diverged{step}")
+        return "; ".join(parts)
+    e = np.atleast_1d(np.asarray(err, dtype=float)).ravel()
+    t = np.broadcast_to(np.atleast_1d(np.asarray(tol, dtype=float)).ravel(), e.shape) if e.size else e
+    if e.size == 0:
+        parts.append("no error was computed")
+    elif not np.all(np.isfinite(e)):
+        parts.append(f"the error is not finite ({e[~np.isfinite(e)][0]:g})")
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(t > 0, e / np.where(t > 0, t, 1.0), np.where(e > 0, np.inf, 0.0))
+        i = int(np.argmax(ratio))
+        if ratio[i] > 1:
+            where = f"entry {i}: " if e.size > 1 else ""
+            parts.append(f"{where}error {e[i]:.4g} > tolerance {t[i]:.4g}")
+        elif not failed:
+            parts.append(f"error {e[i]:.4g} within tolerance {t[i]:.4g}")
+    return "; ".join(parts)
+
+
+def error_message(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ("out of memory" if isinstance(exc, MemoryError) else "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def error_verdict(claim: "Claim", params: Params, exc: BaseException, *, backend: str = "numpy",
+                  device: str = "cpu", seconds: float = 0.0) -> Verdict:
+    """The verdict of a check that raised: status ``"error"``, the reason in ``message``, the
+    exception and a short traceback in ``info``; no numbers (``error`` and ``tolerance`` are NaN,
+    null in JSON)."""
+    import traceback
+
+    return Verdict(id=claim.id, statement=claim.statement, reference=claim.reference, params=params.asdict(),
+                   predicted=None, measured=None, error=math.nan, tolerance=math.nan, passed=False,
+                   backend=backend, device=device, seconds=round(seconds, 4),
+                   tolerance_reason="the check raised an exception", status="error",
+                   message=error_message(exc), bound=claim.bound,
+                   info={"exception": f"{type(exc).__name__}: {exc}",
+                         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__,
+                                                                         limit=-4))})
 
 
 class UnknownClaimError(KeyError):
@@ -506,7 +619,10 @@ def apply_overrides(claims: Iterable[Claim], overrides: dict[str, str]) -> dict[
     """Parse ``--set NAME=VALUE`` texts into validated params for each claim.
 
     A name must belong to at least one selected claim; claims without it keep their default.
-    Raises ``ValueError`` naming the parameter on an unknown name or a bad value.
+    Raises ``ValueError`` on an unknown name or a bad value; every message names the claim, the
+    parameter, the value and the valid range. A value valid on its own that a claim's
+    cross-parameter check refuses is reported as the set value conflicting with the claim's other
+    parameters (not as a fault of the parameter the check happens to name).
     """
     claims = list(claims)
     for name in overrides:
@@ -516,6 +632,38 @@ def apply_overrides(claims: Iterable[Claim], overrides: dict[str, str]) -> dict[
     out = {}
     for c in claims:
         fields = c.params.fields()
-        values = {k: c.params.parse(k, v) for k, v in overrides.items() if k in fields}
-        out[c.id] = c.params(**values)
+        values = {}
+        for k, v in overrides.items():
+            if k not in fields:
+                continue
+            try:
+                values[k] = _validate(k, c.params.parse(k, v), fields[k])
+            except ValueError as e:
+                raise ValueError(f"{c.id}: {e}") from None
+        try:
+            out[c.id] = c.params(**values)
+        except ValueError as e:
+            given = ", ".join(f"{k}={overrides[k]}" for k in values)
+            others = ", ".join(f"{k}={f['default']!r}" for k, f in fields.items() if k not in values)
+            raise ValueError(f"{c.id}: --set {given} is valid alone but conflicts with the claim's other "
+                             f"parameters ({others}): {e}") from None
     return out
+
+
+def outside_domain(claim: Claim, params: Params) -> list[str]:
+    """One note per parameter whose value lies in the valid range but outside the domain on which
+    ``claim`` is asserted (a failure there is not a counterexample to the claim)."""
+    notes = []
+    for name, m in claim.params.fields().items():
+        if m["domain"] is None:
+            continue
+        v = getattr(params, name)
+        if m["choices"] is not None:
+            inside = v in m["domain"]
+        else:
+            inside = m["domain"][0] <= v <= m["domain"][1]
+        if not inside:
+            notes.append(f"{claim.id}: {name}={v!r} is outside the domain {describe_param_domain(m)} where the "
+                         f"claim is asserted (valid: {describe_param_range(m)}): a failure there is not a "
+                         "counterexample")
+    return notes

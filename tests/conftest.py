@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from _toy import TOY_CLAIM  # tests/ is on sys.path (pytest's prepend import mode)
+from _toy import ALL_TOYS, INTERRUPT_AFTER, TOY_CLAIM  # tests/ is on sys.path (pytest's prepend import mode)
 import solvable
 from solvable import claims as _claims
 from solvable.backend import cuda_available, get_backend
@@ -43,3 +43,13 @@ def toy_registry(monkeypatch):
     monkeypatch.setattr(_claims, "_REGISTRY", {TOY_CLAIM.id: TOY_CLAIM})
     monkeypatch.setattr(solvable, "load_models", lambda: None)
     return TOY_CLAIM
+
+
+@pytest.fixture
+def toy_claims(monkeypatch):
+    """Replace the registry by every toy claim of ``_toy.py`` (errors, interrupts, bounds, checks)."""
+    monkeypatch.setattr(_claims, "_REGISTRY", {c.id: c for c in ALL_TOYS})
+    monkeypatch.setattr(solvable, "load_models", lambda: None)
+    INTERRUPT_AFTER[0] = 1
+    yield {c.id: c for c in ALL_TOYS}
+    INTERRUPT_AFTER[0] = 1

@@ -37,3 +37,26 @@ def test_torch_arrays():
     torch = pytest.importorskip("torch")
     with pytest.raises(ValueError, match="X contains NaN"):
         check_finite_array("X", torch.tensor([1.0, float("inf")]))
+
+
+def test_check_memory_names_the_parameter_the_estimate_and_what_is_free():
+    from solvable.checks import available_memory, check_memory, format_bytes
+
+    check_memory("n", 100, 8 * 100**2, available=10**9)  # fits: nothing raised
+    with pytest.raises(ValueError) as e:
+        check_memory("n", 100000, 8.0 * 100000**2, what="an n x n float64 matrix", available=10**9)
+    msg = str(e.value)
+    assert msg.startswith("n=100000 is out of range: an n x n float64 matrix needs about 74.5 GiB")
+    assert "763 MiB available" in msg and "choose a smaller n" in msg
+    assert format_bytes(1536) == "1.5 KiB"
+    free = available_memory()
+    assert free is None or free > 0
+    with pytest.raises(ValueError, match="fraction"):
+        check_memory("n", 1, 1, fraction=0)
+
+
+def test_describe_range_prints_integers_exactly():
+    from solvable.checks import describe_range
+
+    assert describe_range(0, 2**63 - 1, False, False) == "[0, 9223372036854775807]"
+    assert describe_range(0.5, None, True, False) == "(0.5, inf)"

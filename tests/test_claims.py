@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import solvable
 from solvable.backend import cuda_available
 from solvable.claims import _jsonable
-from solvable.testing import assert_claim, params_strategy
+from solvable.testing import assert_claim, claim_sample, params_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = solvable.all_claims()
@@ -33,25 +33,52 @@ def test_registry_is_not_empty():
     assert CLAIMS, "no claim is registered: solvable.models.MODULES is empty"
 
 
-@pytest.mark.parametrize("claim", CLAIMS, ids=IDS)
-def test_claim_holds_over_its_domain_and_rejects_its_mutants(claim):
-    """The claim holds at every draw; each mutant is rejected on at least ``mutant_power`` of them
-    (judged on the same measurements, so the power costs no extra simulation)."""
-    rejected: dict[str, list[bool]] = {name: [] for name in claim.mutants}
+# Points per claim in the property test: a time budget, not a fixed count (see
+# tests/make_claim_examples.py, which writes the file from each claim's measured cost).
+CLAIM_EXAMPLES: dict[str, int] = json.loads((ROOT / "tests" / "claim_examples.json").read_text()) \
+    if (ROOT / "tests" / "claim_examples.json").exists() else {}
+DEFAULT_EXAMPLES = 4
 
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=IDS)
+def test_claim_holds_over_its_domain_and_rejects_its_mutants(claim, record_property):
+    """The claim holds at every draw; each mutant is rejected on at least ``mutant_power`` of them
+    (judged on the same measurements, so the power costs no extra simulation).
+
+    The sample: ``tests/claim_examples.json`` points for this claim (a ~6 s single-core budget, 4 to
+    40; 4 for a claim not in the file). In the ``ci`` profile they are drawn with a fixed seed of the
+    claim's own (``solvable.testing.SOLVABLE_CI_SEED``, rotated deliberately once per release), so
+    that landing never depends on luck; ``thorough`` draws at least 60 at random. The number of
+    points checked is recorded (``record_property("examples", n)``) and printed.
+    """
+    rejected: dict[str, list[bool]] = {name: [] for name in claim.mutants}
+    drawn: list[int] = []
+
+    @claim_sample(claim.id, CLAIM_EXAMPLES.get(claim.id, DEFAULT_EXAMPLES))
     @given(st.data())
     def prop(data):
         p = data.draw(params_strategy(claim.params), label="params")
         seed = data.draw(st.integers(0, 2**16), label="seed")
         v = assert_claim(claim, p, seed=seed, mutants=True)
+        drawn.append(seed)
         for name, res in v.mutants.items():
             rejected[name].append(res.rejected)
 
     prop()
+    record_property("examples", len(drawn))
+    print(f"{claim.id}: {len(drawn)} examples")
     weak = {name: f"{sum(r)}/{len(r)}" for name, r in rejected.items()
             if r and sum(r) < claim.mutant_power * len(r)}
     assert not weak, (f"{claim.id}: mutants rejected on fewer than {claim.mutant_power:.0%} of the domain "
                       f"draws: {weak}")
+
+
+def test_claim_examples_file_is_a_budget_per_claim():
+    from make_claim_examples import MAX_EXAMPLES, MIN_EXAMPLES, examples_for
+
+    for cid, n in CLAIM_EXAMPLES.items():
+        assert "." in cid and isinstance(n, int) and MIN_EXAMPLES <= n <= MAX_EXAMPLES, (cid, n)
+    assert examples_for(0.1) == 40 and examples_for(1.0) == 6 and examples_for(3.0) == 4
 
 
 def _second_backend(claim) -> str:
@@ -206,3 +233,64 @@ def test_verify_api(toy_registry):
     assert "<table>" in vs._repr_html_()
     with pytest.raises(ValueError, match="zeta"):
         apply_overrides([TOY_CLAIM], {"zeta": "1"})
+
+
+def test_a_check_that_raises_is_an_error_verdict_with_a_one_line_reason():
+    from _toy import TOY_MEMORY, ToyMemoryParams
+
+    with pytest.raises(ValueError, match="n=100000"):
+        TOY_MEMORY.check(ToyMemoryParams(n=100000))  # the default: raise
+    v = TOY_MEMORY.check(ToyMemoryParams(n=100000), on_error="verdict")
+    assert v.status == "error" and not v.passed and v.predicted is None
+    assert v.message.startswith("ValueError: n=100000 is out of range") and "\n" not in v.message
+    assert "Traceback" in v.info["traceback"] and "check_memory" in v.info["traceback"]
+    v = TOY_MEMORY.check(ToyMemoryParams(n=100000, guard="none"), on_error="verdict")
+    assert v.status == "error" and v.message.startswith("MemoryError: Unable to allocate")
+    d = v.to_json()
+    assert d["status"] == "error" and d["error"] is None and d["tolerance"] is None
+    json.dumps(d, allow_nan=False)
+    with pytest.raises(ValueError, match="on_error"):
+        TOY_MEMORY.check(on_error="ignore")
+
+
+def test_verdict_status_and_message():
+    v = TOY_CLAIM.check()
+    assert v.status == "passed" and v.message == "" and v.to_json()["status"] == "passed" and v.bound is None
+    v = TOY_CLAIM.check(ToyParams(kind="broken", n=10**5))
+    assert v.status == "failed" and v.message.startswith("error 0.49") and "> tolerance 0.0158" in v.message
+
+
+def test_failed_checks_are_named_before_the_error():
+    from _toy import TOY_PAIR, ToyPairParams
+
+    v = TOY_PAIR.check(ToyPairParams(x=0.1))
+    assert v.status == "failed" and v.message == "failed check: x_at_least_quarter"
+    failing = Claim(id="toy.both", statement="s", reference="r", params=ToyParams, predicted=lambda p: 1.0,
+                    measured=lambda p, be, seed: Measurement(value=[1.0, 3.0], checks={"a": False, "b": False}),
+                    tolerance=lambda p, m, be: Tolerance([0.1, 0.2], "any"), error=lambda p, m: [0.0, 2.0])
+    assert failing.check().message == "failed checks: a, b; entry 1: error 2 > tolerance 0.2"
+
+
+def test_set_messages_name_the_claim_the_value_and_the_range():
+    from _toy import TOY_PAIR
+
+    with pytest.raises(ValueError) as e:
+        apply_overrides([TOY_CLAIM], {"n": "2.5"})
+    assert str(e.value) == "toy.sample_mean: n='2.5' is not an integer: n must be an integer in [2, 1000000]"
+    with pytest.raises(ValueError) as e:
+        apply_overrides([TOY_CLAIM], {"n": "1"})
+    assert str(e.value).startswith("toy.sample_mean: n='1' is out of range") and "[2, 1000000]" in str(e.value)
+    with pytest.raises(ValueError) as e:  # valid alone, refused by the claim's cross-parameter check
+        apply_overrides([TOY_PAIR], {"lo": "5"})
+    msg = str(e.value)
+    assert msg.startswith("toy.pair: --set lo=5 is valid alone but conflicts with the claim's other parameters")
+    assert "hi=1.0" in msg
+
+
+def test_outside_domain_notes_name_the_claim():
+    from solvable.claims import outside_domain
+
+    assert outside_domain(TOY_CLAIM, ToyParams()) == []
+    (note,) = outside_domain(TOY_CLAIM, ToyParams(n=5000))
+    assert note.startswith("toy.sample_mean: n=5000 is outside the domain [100, 1000]")
+    assert "integers in [2, 1000000]" in note
