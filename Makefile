@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install verify test test-slow bench lab clean
+.PHONY: install verify test test-slow test-thorough bench gpu-check lab clean
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 TORCH_PIN := $(shell sed -n 's/^torch==//p' constraints.txt)
@@ -41,6 +41,10 @@ test: install
 
 test-slow: install
 	$(THREADS) HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
+
+# A random search of every claim's domain (at least 60 draws each), beside the fixed CI sample.
+test-thorough: install
+	$(THREADS) HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n 2 -q tests/test_claims.py -k holds_over_its_domain $(PYTEST_ARGS)
 
 bench: install
 	$(PIP) -e ".[bench]"
