@@ -17,6 +17,8 @@
 
 Sizes: MLP 512 -> 1024 -> 512 -> 10 (tanh), 1,055,242 parameters, MSE on 256 Gaussian inputs with
 random targets, float32 (the reference in float64). Device: CUDA when available, else CPU.
+``quick=True``: an MLP 8 -> 16 -> 8 -> 3 on 16 inputs (the suite's smoke test; not the benchmark's
+ratios).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from torch import nn
 
 from solvable.tools import curvature as cv
 
-D_IN, WIDTH1, WIDTH2, D_OUT, N = 512, 1024, 512, 10, 256
+FULL = (512, 1024, 512, 10, 256)   # d_in, width1, width2, d_out, samples
+QUICK = (8, 16, 8, 3, 16)
 
 
 def _device() -> str:
@@ -41,7 +44,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _problem(device: str, dtype=torch.float32, seed: int = 0):
+def _problem(device: str, dtype=torch.float32, seed: int = 0, quick: bool = False):
+    D_IN, WIDTH1, WIDTH2, D_OUT, N = QUICK if quick else FULL
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(D_IN, WIDTH1), nn.Tanh(), nn.Linear(WIDTH1, WIDTH2), nn.Tanh(),
                           nn.Linear(WIDTH2, D_OUT)).to(device=device, dtype=dtype)
@@ -55,20 +59,23 @@ def _n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _reference(device: str) -> float:
-    model, X, Y = _problem(device, torch.float64)
+def _reference(device: str, quick: bool = False) -> float:
+    model, X, Y = _problem(device, torch.float64, quick=quick)
     r = cv.top_eigenvalues(model, nn.MSELoss(), [(X, Y)], k=1, tol=1e-9, max_iter=200)
     return float(r.values[0])
 
 
-def sharpness_vs_pyhessian() -> dict:
+def sharpness_vs_pyhessian(quick: bool = False) -> dict:
     device = _device()
     try:
         from pyhessian import hessian as PyHessian
     except Exception as e:  # noqa: BLE001 - any import failure means the comparison cannot run
-        return {"ratio": float("nan"), "target": ">= 3", "skipped": f"pyhessian not importable: {e}"}
-    ref = _reference(device)
-    model, X, Y = _problem(device)
+        return {"ratio": None, "target": ">= 3", "quick": quick, "device": device,
+                "skipped": f"baseline pyhessian is not installed ({type(e).__name__}: {e}); "
+                           "install the bench extra: pip install -e '.[bench]'"}
+    ref = _reference(device, quick)
+    model, X, Y = _problem(device, quick=quick)
+    N = X.shape[0]
 
     # Both sides get the same protocol: the loosest tolerance (tried from loose to tight) whose
     # answer is within 1e-3 of the reference; only that run's time counts.
@@ -105,7 +112,7 @@ def sharpness_vs_pyhessian() -> dict:
         "ratio": t_py / t_solvable,
         "target": ">= 3",
         "params": _n_params(model), "samples": N, "dtype": "float32", "backend": "torch", "device": device,
-        "reference": ref,
+        "quick": quick, "reference": ref,
         "solvable_seconds": t_solvable, "solvable_rel_error": err_solvable, "solvable_tol": tol_solvable,
         "solvable_tries": tried_solvable,
         "pyhessian_seconds": t_py, "pyhessian_rel_error": err_py, "pyhessian_tol": tol_used,
