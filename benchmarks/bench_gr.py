@@ -113,6 +113,7 @@ def fd_gr_step(quick: bool = False) -> dict:
                   f"tanh MLP {'-'.join(map(str, SIZES))}, 1,068,810 parameters, batch {BATCH}, cross-entropy, float32"),
         "quick": quick,
         "backend": "torch",
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
         "torch_threads": threads,
         "cpu": cpu,
     }

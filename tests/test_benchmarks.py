@@ -79,3 +79,13 @@ def test_runner_rejects_unknown_names_and_judges_targets():
     assert run.main(["no_such_benchmark"]) == 2
     assert run.meets(21.0, ">= 20") is True and run.meets(0.8, "<= 0.7") is False
     assert run.meets(None, ">= 3") is None and run.meets(float("nan"), ">= 3") is None
+
+
+@pytest.mark.skipif(__import__("solvable.backend", fromlist=["cuda_available"]).cuda_available(),
+                    reason="CUDA is available: make gpu-check runs the real thing")
+def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "CUDA is not available" in proc.stdout, proc.stderr[-2000:]
+    assert "skipped" in json.loads((tmp_path / "gpu_check.json").read_text())

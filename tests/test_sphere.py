@@ -260,6 +260,7 @@ def test_lyapunov_quadrature_against_monte_carlo():
         assert abs(float(sphere.lyapunov_at_minimum(e, s, 1.0, d)) - m) < 4 * se
 
 
+@pytest.mark.seeded
 def test_regimes_are_ordered_on_the_default_toy():
     c = sphere.classify_regimes(np.array([0.05, 0.5, 50.0]), 1.0, 10, n_runs=64, n_steps=400)
     assert c["regime"][0] == 1 and c["regime"][1] == 2
@@ -269,6 +270,7 @@ def test_regimes_are_ordered_on_the_default_toy():
 # ---- periodic behaviour --------------------------------------------------------------------------
 
 
+@pytest.mark.seeded
 def test_rayleigh_toy_period_scales_like_inverse_sqrt_not_inverse():
     """The documented finding: on the smooth Rayleigh toy the period's exponent is about -1/2."""
     a = sphere.rayleigh_spectrum(0.0, 1.0, 5)
@@ -364,6 +366,7 @@ def test_claims_in_float32(claim_id):
     assert v.passed, v
 
 
+@pytest.mark.seeded
 def test_bn_gd_divergence_is_reported_at_its_step():
     """eta wd = 5 multiplies W by -4 per step: ||W||^2 overflows (W itself stays finite a while
     longer); the run is flagged at the first recorded step whose squared norm is not finite."""

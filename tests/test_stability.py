@@ -52,6 +52,7 @@ def test_growth_rate_sign_around_the_threshold():
 _REGRESSION_SEEDS = [565, 691, 768, 2612] + list(range(200))
 
 
+@pytest.mark.seeded
 @pytest.mark.parametrize("method,beta", [("gd", 0.0), ("heavy_ball", 0.9), ("nesterov", 0.9), ("adam", 0.9)])
 def test_growth_test_is_unbiased_at_the_boundary_for_many_seeds(method, beta):
     """Every seed's quadratic, in one batch: the growth rate after the claims' 1000 steps is negative
@@ -69,6 +70,7 @@ def test_growth_test_is_unbiased_at_the_boundary_for_many_seeds(method, beta):
     assert (rate[n:] > 0).all(), np.asarray(_REGRESSION_SEEDS)[rate[n:] <= 0]
 
 
+@pytest.mark.seeded
 @pytest.mark.parametrize("method,beta", [("gd", 0.0), ("heavy_ball", 0.9)])
 def test_threshold_claim_seeds_that_used_to_fail(method, beta):
     be = get_backend("numpy")

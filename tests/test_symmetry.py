@@ -247,6 +247,7 @@ def test_training_reports_divergence():
     assert r["diverged"] and r["diverged_step"] is not None and r["diverged_step"] > 0
 
 
+@pytest.mark.seeded
 @pytest.mark.parametrize("opt", sym.OPTIMIZERS)
 def test_teleport_mid_training_resets_the_optimizer_state(opt):
     U, V, X, Y = sym.mlp_problem(TB, 3, n_runs=2)
