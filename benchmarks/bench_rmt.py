@@ -74,7 +74,8 @@ def _run(backend_name, quick=False):
     t_b, (top, res) = _best(batched, 3)
     t_l, ref = _best(loop, 1)
     top = be.to_numpy(top)
-    out = {"quick": quick, "sizes": f"{BATCH} x ({D} x {D}) batch Hessians, B = {B}", "backend": backend_name, "device": be.device,
+    out = {"quick": quick, "sizes": f"{BATCH} x ({D} x {D}) batch Hessians, B = {B}", "backend": backend_name,
+           "device": be.device,
            "seconds_batched_lanczos": t_b, "seconds_loop_eigvalsh": t_l, "ratio": t_l / t_b,
            "max_rel_diff": float(np.max(np.abs(top - np.array(ref)) / np.array(ref))),
            "max_residual_bound": float(be.to_numpy(res).max())}

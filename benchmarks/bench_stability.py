@@ -12,8 +12,9 @@
   Target: hvp_time / grad_time <= 3.
 - ``lanczos_vs_arpack``: the measurement behind the default eigensolver: solvable's torch Lanczos
   against ARPACK (scipy eigsh on the same operator) and curvlinops' HessianLinearOperator + eigsh
-  (``curvlinops_skipped`` when it is not installed), at tol = 1e-6, k = 1. ``ratio`` is ARPACK's number of Hessian-vector products over Lanczos's (the
-  products dominate the cost; wall times are reported too but are noisy on shared cores).
+  (``curvlinops_skipped`` when it is not installed), at tol = 1e-6, k = 1. ``ratio`` is ARPACK's
+  number of Hessian-vector products over Lanczos's (the products dominate the cost; wall times are
+  reported too but are noisy on shared cores).
   Target: >= 1.
 
 Sizes: MLP 512 -> 1024 -> 512 -> 10 (tanh), 1,055,242 parameters, MSE on 256 Gaussian inputs with

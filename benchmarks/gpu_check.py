@@ -125,7 +125,8 @@ def verify(clock: Clock, cap: float, device: str, prefixes: list[str] | None) ->
     failed = [v["id"] for v in slim if not v["passed"]]
     ok = not failed and all(not r["timed_out"] and r["claims"] for r in runs.values())
     return {"ok": ok, "claims": len(slim), "passed": sum(bool(v["passed"]) for v in slim), "failed": failed,
-            f"ran_on_{device}": len(on_device), "fell_back_to_numpy": [v["id"] for v in slim if v["backend"] == "numpy"],
+            f"ran_on_{device}": len(on_device),
+            "fell_back_to_numpy": [v["id"] for v in slim if v["backend"] == "numpy"],
             "per_model": runs, "verdicts": slim}
 
 
@@ -140,7 +141,8 @@ def benchmarks(clock: Clock, quick: bool) -> dict:
         if left < 5:
             results[name] = {"error": "not run: the budget was spent"}
             continue
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), name, "--keep-going"] + (["--quick"] if quick else [])
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), name, "--keep-going"]
+        cmd += ["--quick"] if quick else []
         r = _run(cmd, left / (len(names) - i) * 2 if i < len(names) - 1 else left)
         try:
             results[name] = json.loads(r["stdout"])[name]
