@@ -6,7 +6,7 @@ update direction of each method on a tanh MLP 784-1024-256-10 (1,068,810 paramet
 cross-entropy, float32, best of a few repeats, on the CPU (and on CUDA where available), and
 reports time_fd / time_exact against the target "<= 0.7". It also times one plain gradient and
 exact GR by forward-over-reverse (torch.func.jvp of torch.func.grad), the alternative to double
-backprop.
+backprop. ``quick=True``: a 8-16-8-3 MLP, batch 8, 2 repeats (the suite's smoke test).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from solvable.models import gr
 
 SIZES = (784, 1024, 256, 10)
 BATCH = 128
+QUICK_SIZES, QUICK_BATCH = (8, 16, 8, 3), 8
 
 
-def _model(device: str):
+def _model(device: str, quick: bool = False):
+    SIZES, BATCH = (QUICK_SIZES, QUICK_BATCH) if quick else (globals()["SIZES"], globals()["BATCH"])
     torch.manual_seed(0)
     layers = []
     for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
@@ -57,8 +59,8 @@ def _best_interleaved(fns: dict, device: str, repeats: int) -> dict:
     return best
 
 
-def _time_methods(device: str, repeats: int) -> dict:
-    model, batch = _model(device)
+def _time_methods(device: str, repeats: int, quick: bool = False) -> dict:
+    model, batch = _model(device, quick)
     loss = torch.nn.functional.cross_entropy
     gamma, eps = 0.05, 0.05
     t = _best_interleaved({
@@ -78,11 +80,11 @@ def _time_methods(device: str, repeats: int) -> dict:
     }
 
 
-def _matmul_flops() -> dict:
+def _matmul_flops(quick: bool = False) -> dict:
     """Matrix-product FLOPs of each method, counted by torch.utils.flop_counter on the CPU model."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, batch = _model("cpu")
+    model, batch = _model("cpu", quick)
     loss = torch.nn.functional.cross_entropy
     fns = {
         "grad": lambda: gr.loss_gradient(model, loss, batch),
@@ -99,22 +101,25 @@ def _matmul_flops() -> dict:
     return out
 
 
-def fd_gr_step() -> dict:
+def fd_gr_step(quick: bool = False) -> dict:
     threads = torch.get_num_threads()
-    cpu = _time_methods("cpu", repeats=25)
+    cpu = _time_methods("cpu", repeats=2 if quick else 25, quick=quick)
     out = {
         "ratio": cpu["ratio"],
         "target": "<= 0.7",
         "compared": "one forward finite-difference GR direction (2 gradients) vs one exact GR direction "
                     "(double backprop); also one gradient and exact GR by forward-over-reverse",
-        "model": f"tanh MLP {'-'.join(map(str, SIZES))}, 1,068,810 parameters, batch {BATCH}, cross-entropy, float32",
+        "model": (f"tanh MLP {'-'.join(map(str, QUICK_SIZES))}, batch {QUICK_BATCH} (quick)" if quick else
+                  f"tanh MLP {'-'.join(map(str, SIZES))}, 1,068,810 parameters, batch {BATCH}, cross-entropy, float32"),
+        "quick": quick,
         "backend": "torch",
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
         "torch_threads": threads,
         "cpu": cpu,
     }
     if torch.cuda.is_available():
-        out["cuda"] = _time_methods("cuda", repeats=30)
-    flops = _matmul_flops()
+        out["cuda"] = _time_methods("cuda", repeats=2 if quick else 30, quick=quick)
+    flops = _matmul_flops(quick)
     out["matmul_gflops"] = {k: round(v / 1e9, 4) for k, v in flops.items()}
     out["flop_ratio"] = flops["fd_gr"] / flops["exact_double_backprop"]
     out["why"] = (
@@ -131,3 +136,4 @@ def fd_gr_step() -> dict:
 
 
 BENCHMARKS = {"fd_gr_step": fd_gr_step}
+TORCH_BENCHMARKS = ("fd_gr_step",)

@@ -8,6 +8,7 @@ Target "<= 1": an ascent step is one double backward pass through the action (ma
 h x h matrix, an SVD-based pseudo-inverse of the h x n activations, then the gradient of
 ||grad L||^2), i.e. a handful of minibatch forward/backward passes; 10 of them should cost no more
 than the 64 minibatch steps of one epoch. Measured on a shared, noisy CPU; best of 3 repeats.
+``quick=True``: 4 minibatches of 4 examples, h = 6, one repeat (the suite's smoke test).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def _best(fn, repeats: int = 3) -> float:
     return best
 
 
-def teleport_overhead(n_batches: int = 64, batch: int = 16, d: int = 4, h: int = 24, runs: int = 1) -> dict:
+def teleport_overhead(quick: bool = False, n_batches: int = 64, batch: int = 16, d: int = 4, h: int = 24,
+                      runs: int = 1) -> dict:
+    if quick:
+        n_batches, batch, h = 4, 4, 6
+    repeats = 1 if quick else 3
     be = get_backend("torch", "cuda" if torch.cuda.is_available() else "cpu")
     rng = be.rng(0)
     X = rng.normal((n_batches, d, batch))
@@ -53,12 +58,13 @@ def teleport_overhead(n_batches: int = 64, batch: int = 16, d: int = 4, h: int =
 
     epoch()
     one_teleport()  # warm-up
-    t_epoch = _best(epoch)
-    t_tele = _best(one_teleport)
+    t_epoch = _best(epoch, repeats)
+    t_tele = _best(one_teleport, repeats)
     return {"ratio": t_tele / t_epoch, "target": "<= 1", "teleport_seconds": t_tele, "epoch_seconds": t_epoch,
             "sizes": {"n_batches": n_batches, "batch": batch, "d": d, "h": h, "runs": runs, "ascent_steps": 10},
-            "backend": be.name, "device": be.device, "dtype": be.dtype,
+            "backend": be.name, "device": be.device, "dtype": be.dtype, "quick": quick,
             "note": "epoch = one Adam step per minibatch; teleport on one minibatch (exact action, h >= batch)"}
 
 
 BENCHMARKS = {"teleport_overhead": teleport_overhead}
+TORCH_BENCHMARKS = ("teleport_overhead",)

@@ -136,6 +136,7 @@ def test_divergence_is_reported_not_nan():
     assert E.train_mlp_chains(n_chains=2, n_steps=200, lr=50.0, snapshot_every=10).diverged
 
 
+@pytest.mark.seeded
 def test_mlp_law_moves_early_then_settles():
     run = E.train_mlp_chains(n_chains=32, width=8, dim=2, lr=0.2, weight_decay=0.03, label_noise=0.3,
                              n_steps=400, snapshot_every=20, seed=1)

@@ -293,6 +293,7 @@ def test_gr_step_and_flooding_grads():
     assert_close(_flat(above), _flat(g))
 
 
+@pytest.mark.seeded
 def test_train_gr_and_fd_gr_track_each_other_and_reduce_the_loss():
     runs = {}
     for method, eps in (("gr", None), ("fd_gr", 1e-3)):

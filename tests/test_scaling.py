@@ -137,6 +137,7 @@ def test_same_seed_same_numbers(data):
     np.testing.assert_array_equal(a[0], b[0])
 
 
+@pytest.mark.seeded
 def test_bisection_finds_the_exact_threshold(data):
     X, _ = data
     be = get_backend("numpy")

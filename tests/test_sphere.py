@@ -260,6 +260,7 @@ def test_lyapunov_quadrature_against_monte_carlo():
         assert abs(float(sphere.lyapunov_at_minimum(e, s, 1.0, d)) - m) < 4 * se
 
 
+@pytest.mark.seeded
 def test_regimes_are_ordered_on_the_default_toy():
     c = sphere.classify_regimes(np.array([0.05, 0.5, 50.0]), 1.0, 10, n_runs=64, n_steps=400)
     assert c["regime"][0] == 1 and c["regime"][1] == 2
@@ -269,6 +270,7 @@ def test_regimes_are_ordered_on_the_default_toy():
 # ---- periodic behaviour --------------------------------------------------------------------------
 
 
+@pytest.mark.seeded
 def test_rayleigh_toy_period_scales_like_inverse_sqrt_not_inverse():
     """The documented finding: on the smooth Rayleigh toy the period's exponent is about -1/2."""
     a = sphere.rayleigh_spectrum(0.0, 1.0, 5)
@@ -364,6 +366,7 @@ def test_claims_in_float32(claim_id):
     assert v.passed, v
 
 
+@pytest.mark.seeded
 def test_bn_gd_divergence_is_reported_at_its_step():
     """eta wd = 5 multiplies W by -4 per step: ||W||^2 overflows (W itself stays finite a while
     longer); the run is flagged at the first recorded step whose squared norm is not finite."""
@@ -389,3 +392,25 @@ def test_bn_gradient_with_one_readout_per_network():
         Lk, gk = sphere.bn_net_loss_grad(W0k[None], Xk, Yk, W2k)
         assert_close(L[k], Lk[0], n_ops=1e3)
         assert_close(g[k], gk[0], n_ops=1e3, atol=1e-15, reason="same operations batched; entries near zero")
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "torch"])
+def test_divergence_test_on_the_device_gives_identical_results(backend_name, monkeypatch):
+    """simulate() tests divergence on the device (a mask every step, read by the host once) for
+    arrays off the CPU, and on the host otherwise: forcing each path on the CPU gives bitwise the
+    same run, diverging and healthy rows alike (momentum buffer reset, frozen weights, the step)."""
+    be = get_backend(backend_name)
+    a = sphere.rayleigh_spectrum(0.0, 1.0, 5)
+    w0 = be.asarray(np.random.default_rng(3).standard_normal((4, 5)))
+    kw = dict(mode="sgd", eta=1.0, wd=np.array([0.0, 5.0, 0.01, 8.0]), momentum=0.3, noise=0.2,
+              noise_kind="isotropic", record_every=7, backend=be, seed=4)
+    runs = {}
+    for on_device in (False, True):
+        monkeypatch.setattr(sphere, "_DEVICE_DIVERGENCE", on_device)
+        runs[on_device] = sphere.simulate(a, w0, 700, **kw)
+    host, dev = runs[False], runs[True]
+    assert host.diverged.tolist() == [False, True, False, True]
+    np.testing.assert_array_equal(dev.diverged, host.diverged)
+    np.testing.assert_array_equal(dev.diverged_step, host.diverged_step)
+    for field in ("w", "buf", "loss", "sq_norm", "angle"):
+        np.testing.assert_array_equal(be.to_numpy(getattr(dev, field)), be.to_numpy(getattr(host, field)), field)

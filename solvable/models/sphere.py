@@ -244,6 +244,16 @@ class SphereRun:
     info: dict = field(default_factory=dict)
 
 
+# None: the divergence test of simulate() runs on the device for arrays off the CPU (no per-step
+# synchronisation) and on the host otherwise; True/False force one path (the tests compare them).
+_DEVICE_DIVERGENCE: bool | None = None
+
+
+def _device_type(x: Array) -> str | None:
+    dev = getattr(x, "device", None)
+    return None if dev is None else getattr(dev, "type", str(dev))
+
+
 def _rowdot(xp: Any, a: Array, b: Array) -> Array:
     """Row-wise inner products ``(B, 1)``: ``vecdot`` is ~5x faster than ``sum(a * b)`` (no temporary)."""
     return xp.vecdot(a, b)[..., None]
@@ -366,6 +376,15 @@ def simulate(
     losses, norms, angles, dirs = [], [], [], []
     alive = np.ones(B, dtype=bool)
     div_step = np.full(B, -1, dtype=np.int64)
+    # Divergence bookkeeping. On the host (numpy, torch on the CPU) the per-step test costs nothing
+    # to read, and the freeze runs only in a step where some run failed. On an accelerator, reading it
+    # would synchronise the device every step; there the test and the freeze (a mask, the identical
+    # arithmetic: where(ok, new, old) is new wherever ok) run on the device every step, and the host
+    # reads the flags once, after the loop.
+    on_device = _DEVICE_DIVERGENCE if _DEVICE_DIVERGENCE is not None else _device_type(w) not in ("cpu", None)
+    if on_device:
+        alive_d = xp.ones((B,), dtype=xp.bool, device=_device_of(w))
+        div_d = xp.full((B,), -1, dtype=xp.int64, device=_device_of(w))
 
     def record(w_, r2_):
         u_ = w_ / xp.sqrt(r2_)
@@ -410,8 +429,18 @@ def simulate(
                 target = rho0 if mode == "fixed_elr" else 1.0
                 w_new = w_new * (target / xp.sqrt(r2_new))
                 r2_new = _rowdot(xp, w_new, w_new)
-            ok = be.to_numpy(xp.isfinite(r2_new[:, 0]) & (r2_new[:, 0] > 0)).astype(bool)
-            if not ok.all():
+            if on_device:
+                ok_d = xp.isfinite(r2_new[:, 0]) & (r2_new[:, 0] > 0)
+                div_d = xp.where(alive_d & ~ok_d, xp.full_like(div_d, t + 1), div_d)
+                alive_d = alive_d & ok_d
+                keep = ok_d[:, None]
+                w_new = xp.where(keep, w_new, w)
+                r2_new = xp.where(keep, r2_new, r2)
+                buf = xp.where(keep, buf, xp.zeros_like(buf))
+                ok = None
+            else:
+                ok = be.to_numpy(xp.isfinite(r2_new[:, 0]) & (r2_new[:, 0] > 0)).astype(bool)
+            if ok is not None and not ok.all():
                 newly = alive & ~ok
                 div_step[newly] = t + 1
                 alive &= ok
@@ -427,6 +456,8 @@ def simulate(
                 angles.append(2.0 * xp.atan2(xp.sqrt(xp.sum(dm * dm, axis=-1)), xp.sqrt(xp.sum(dp * dp, axis=-1))))
                 record(w_new, r2_new)
             w, r2 = w_new, r2_new
+    if on_device:
+        alive, div_step = be.to_numpy(alive_d).astype(bool), be.to_numpy(div_d).astype(np.int64)
 
     stack = xp.stack
     return SphereRun(

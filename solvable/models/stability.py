@@ -530,7 +530,7 @@ def train(method: str, eta: float, steps: int, backend: Backend, seed: int = 0, 
     on this 385-parameter model per-call overhead dominates: in a scratch measurement (2000 steps,
     an estimate every 5 steps) training with these products took 1.5 s against 7.0 s with fresh
     ``torch.func`` forward-over-reverse products (2 vs 3 products per estimate, so about 3x per
-    product). :mod:`solvable.tools.curvature` uses forward-over-reverse, which wins on large models.
+    product). :mod:`solvable.tools.curvature` chooses its product per device (``HVP_DEFAULT``).
     """
     import torch
 

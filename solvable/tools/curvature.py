@@ -1,14 +1,26 @@
 """Curvature of real torch models: Hessian-vector products, top eigenvalues, preconditioned sharpness.
 
-The full-batch loss over a data loader with batches ``b`` of sizes ``n_b`` (``N = sum_b n_b``) is
+The full-batch loss over a data loader with batches ``b`` is
 
-    L(theta) = sum_b w_b L_b(theta),     w_b = n_b / N  (loss with reduction "mean"),
-                                         w_b = 1        (loss with reduction "sum"),
+    L(theta) = sum_b w_b L_b(theta),     w_b = W_b / sum_c W_c  (loss with reduction "mean"),
+                                         w_b = 1                (loss with reduction "sum"),
 
-so that unequal batches are weighted exactly as one big batch would weight them. Its Hessian
-``H = sum_b w_b Hess L_b`` is applied to a vector by forward-over-reverse differentiation,
-``H v = d/dt grad L(theta + t v)|_{t=0}`` (``torch.func.jvp`` of ``torch.func.grad``), one batch at a
-time, so memory stays that of one batch.
+where ``W_b`` is the normalizer the loss itself divides by over batch ``b``: the batch size ``n_b``
+for a per-sample mean; for ``CrossEntropyLoss``/``NLLLoss`` with class-index targets, the sum of the
+class weights of the targets that are not ``ignore_index`` (``sum_i weight[y_i]``, or their count
+without ``weight``), which is how torch normalizes those means. So unequal batches, class weights
+and ignored targets are weighted exactly as one big batch would weight them. A loss of another kind
+that carries a ``weight`` is refused with a ``ValueError`` (its normalizer is unknown here); a plain
+function is taken to be a per-sample mean (or a sum, with ``reduction="sum"``).
+
+The Hessian ``H = sum_b w_b Hess L_b`` is applied to a vector one batch at a time (memory stays that
+of one batch), by reverse-over-reverse (``vjp`` of ``grad``) or forward-over-reverse differentiation
+(``jvp`` of ``grad``, ``H v = d/dt grad L(theta + t v)|_{t=0}``), chosen per device by default
+(:data:`HVP_DEFAULT`).
+
+The data must be the same on every pass (each product passes over it again): a loader whose two
+passes differ (``shuffle=True``, random augmentation) is refused with a ``ValueError``, since its
+products would be Hessians of different losses.
 
 - :class:`HessianOperator`: ``H v`` over a loader, ``to_scipy()`` for ARPACK, a flat parameter view;
 - :func:`dense_hessian`: the float64 dense oracle for small models (everything here is tested
@@ -38,6 +50,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -61,6 +74,16 @@ __all__ = [
 
 MODES = ("eval", "train")
 REDUCTIONS = ("mean", "sum")
+HVPS = ("auto", "forward", "reverse")
+
+#: The Hessian-vector product used with ``hvp="auto"`` per device type. CPU: reverse-over-reverse,
+#: measured faster (benchmarks/bench_stability.py ``hvp_cost``, torch 2.13, one thread, float32,
+#: MSE, batch 256; one product in gradients' time, forward vs reverse): tanh MLP 512-512-512-10
+#: (530k parameters) 2.44 vs 2.33, 64-64-64-10 (9k) 2.98 vs 2.32, 512-1024-512-10 (1.06M) 2.73 vs
+#: 1.98 (the issue's measurement on a 536k MLP: 3.3 vs 2.3); torch's CPU forward-mode kernels carry
+#: the overhead. CUDA: forward-over-reverse, which keeps no graph alive (less memory); not yet
+#: measured on a GPU (``make gpu-check`` runs ``hvp_cost`` there and reports both).
+HVP_DEFAULT = {"cpu": "reverse", "cuda": "forward"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,10 +133,54 @@ def _batch_size(x: Any) -> int:
         return int(x.shape[0]) if x.dim() > 0 else 1
     if isinstance(x, (list, tuple)) and x:
         return _batch_size(x[0])
-    if isinstance(x, dict) and x:
+    if isinstance(x, Mapping) and x:
         return _batch_size(next(iter(x.values())))
     raise ValueError(f"cannot read a batch size from inputs of type {type(x).__name__}: "
-                     "inputs must be a tensor (batch first), or a tuple/dict of such tensors")
+                     "inputs must be a tensor (batch first), or a tuple/list/mapping of such tensors")
+
+
+# Losses whose mean divides by the number of elements (their ``weight`` rescales terms only).
+_NUMEL_MEAN = (nn.BCELoss, nn.BCEWithLogitsLoss, nn.MultiLabelSoftMarginLoss, nn.MultiMarginLoss)
+# Losses whose mean with class-index targets divides by the sum of the targets' class weights.
+_WEIGHTED_MEAN = (nn.CrossEntropyLoss, nn.NLLLoss)
+
+
+def _check_loss_weighting(loss_fn: Any, reduction: str) -> None:
+    """Refuse a weighted loss whose mean's normalizer is not known here (see the module docstring)."""
+    if reduction != "mean" or getattr(loss_fn, "weight", None) is None:
+        return
+    if isinstance(loss_fn, _NUMEL_MEAN + _WEIGHTED_MEAN):
+        return
+    raise ValueError(f"loss_fn={type(loss_fn).__name__} with a weight and reduction='mean' is not supported: its "
+                     "mean's normalizer (what each batch divides by) is not known, so batches cannot be weighted as "
+                     "one big batch; use reduction='sum' (and scale the result), or one batch holding all the data")
+
+
+def _fingerprint(x: Any) -> list:
+    """A cheap summary of a batch that changes when its content or order changes (shapes, and a
+    position-weighted sum of every tensor, computed where the tensor lives)."""
+    if isinstance(x, torch.Tensor):
+        v = x.detach().reshape(-1)
+        if v.dtype == torch.bool or v.is_complex():
+            v = v.to(torch.float64) if v.dtype == torch.bool else torch.view_as_real(v).reshape(-1)
+        v = v.to(torch.float64)
+        pos = torch.arange(v.numel(), device=v.device, dtype=torch.float64) % 97 + 1.0
+        return [tuple(x.shape), float((v * pos).sum()), float(v.abs().sum())]
+    if isinstance(x, (list, tuple)):
+        return [_fingerprint(t) for t in x]
+    if isinstance(x, Mapping):
+        return [(k, _fingerprint(v)) for k, v in x.items()]
+    return [repr(x)]
+
+
+def _same_fingerprints(a: list, b: list) -> bool:
+    """Equal structure and shapes; sums equal up to 64 ulps (two passes over the same data reduce in
+    the same order, so they are bitwise equal in practice; the margin is for device reductions)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 64 * np.finfo(np.float64).eps * max(abs(a), abs(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_fingerprints(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _to(x: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
@@ -123,8 +190,12 @@ def _to(x: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
         return x.to(device=device)
     if isinstance(x, (list, tuple)):
         return type(x)(_to(t, device, dtype) for t in x)
-    if isinstance(x, dict):
-        return {k: _to(v, device, dtype) for k, v in x.items()}
+    if isinstance(x, Mapping):
+        moved = {k: _to(v, device, dtype) for k, v in x.items()}
+        try:
+            return type(x)(moved)  # keep the user's mapping type (UserDict, OrderedDict, ...)
+        except TypeError:
+            return moved
     return x
 
 
@@ -136,37 +207,40 @@ class HessianOperator:
     """The full-batch Hessian ``H`` of ``loss_fn(model(x), y)`` over ``data``, as a linear operator.
 
     ``H v = sum_b w_b Hess L_b v`` (weights in the module docstring), each term by
-    ``torch.func.jvp(torch.func.grad(L_b), (theta,), (v,))`` (forward-over-reverse: one forward and
-    one backward pass in dual numbers, about twice a gradient, against three passes and a retained
-    graph for reverse-over-reverse).
+    ``torch.func.vjp`` of ``torch.func.grad(L_b)`` (reverse-over-reverse: the gradient's graph is
+    kept alive and differentiated again) or ``torch.func.jvp(torch.func.grad(L_b), (theta,), (v,))``
+    (forward-over-reverse: one forward and one backward pass in dual numbers, no retained graph).
 
     Args:
       model: a ``torch.nn.Module``; its trainable parameters (``requires_grad``) are ``theta``.
       loss_fn: ``loss_fn(output, target) -> scalar``, a batch mean or a batch sum.
       data: an iterable of ``(inputs, targets)`` batches (a ``DataLoader``, a list); a one-shot
-        iterator is materialised once. Batches may have unequal sizes.
+        iterator is materialised once. Batches may have unequal sizes. Inputs are a tensor (batch
+        first), a tuple of tensors (passed as positional arguments), a list, or any
+        ``collections.abc.Mapping`` of tensors. A loader is passed over twice here and must give the
+        same batches both times (no ``shuffle=True``, no random augmentation).
       reduction: ``"mean"`` or ``"sum"``: what ``loss_fn`` does over a batch; by default read from
-        ``loss_fn.reduction`` (``torch.nn`` losses have it). Decides the weights ``w_b``.
+        ``loss_fn.reduction`` (``torch.nn`` losses have it). Decides the weights ``w_b``; class
+        weights and ``ignore_index`` of ``CrossEntropyLoss``/``NLLLoss`` are honoured.
       mode: ``"eval"`` (running BatchNorm statistics, no dropout) or ``"train"`` (batch statistics;
         refused if dropout makes the loss random).
       dtype: compute in this dtype (parameters, buffers and float inputs are cast); default the
         parameters' own dtype.
-      hvp: ``"forward"`` (default): forward-over-reverse, ``jvp`` of ``grad``; ``"reverse"``:
-        reverse-over-reverse, ``vjp`` of ``grad`` (keeps the gradient's graph alive per batch).
-        Measured on the CPU on the 1.06M-parameter benchmark MLP (benchmarks/bench_stability.py
-        ``hvp_cost``), one product cost 2.7-3.3 gradients forward-over-reverse and 2.2-2.6
-        reverse-over-reverse (torch's CPU forward-mode kernels carry the overhead); forward stays the
-        default for its memory (no retained graph) and for GPUs, where it was not measured here.
+      hvp: ``"auto"`` (default): the faster product on the parameters' device,
+        :data:`HVP_DEFAULT` (reverse-over-reverse on the CPU, forward-over-reverse on CUDA);
+        ``"forward"``: forward-over-reverse, ``jvp`` of ``grad`` (no retained graph);
+        ``"reverse"``: reverse-over-reverse, ``vjp`` of ``grad`` (keeps the gradient's graph alive
+        per batch). The product used is ``self.hvp``.
 
     Raises:
-      ValueError: no trainable parameters, an empty loader, an unknown reduction or mode, or a
-        non-deterministic loss.
+      ValueError: no trainable parameters, an empty loader, an unknown reduction or mode, a
+        weighted loss of unknown normalizer, a loader whose passes differ, or a non-deterministic loss.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, data: Iterable, *, reduction: str | None = None,
-                 mode: str = "eval", dtype: torch.dtype | None = None, hvp: str = "forward"):
+                 mode: str = "eval", dtype: torch.dtype | None = None, hvp: str = "auto"):
         check_choice("mode", mode, MODES)
-        self.hvp = check_choice("hvp", hvp, ("forward", "reverse"))
+        check_choice("hvp", hvp, HVPS)
         named = _trainable(model)
         if reduction is None:
             reduction = getattr(loss_fn, "reduction", None)
@@ -174,13 +248,14 @@ class HessianOperator:
                 raise ValueError("reduction=None and loss_fn has no .reduction attribute: "
                                  "reduction must be one of mean, sum")
         check_choice("reduction", reduction, REDUCTIONS)
+        _check_loss_weighting(loss_fn, reduction)
         if mode == "train":
             drop = [n for n, m in model.named_modules()
                     if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
             if drop:
                 raise ValueError(f"mode='train' with active dropout ({', '.join(drop)}): the loss is random, "
                                  "so its Hessian is not defined; use mode='eval' or set the dropout p to 0")
-        if not hasattr(data, "__len__") and iter(data) is data:
+        if isinstance(data, Iterator):
             data = list(data)  # a one-shot iterator: keep it, every product passes over it again
         self.model, self.loss_fn, self.data = model, loss_fn, data
         self.reduction, self.mode = reduction, mode
@@ -189,6 +264,7 @@ class HessianOperator:
         self.sizes = [p.numel() for _, p in named]
         first = named[0][1]
         self.device = first.device
+        self.hvp = HVP_DEFAULT.get(self.device.type, "forward") if hvp == "auto" else hvp
         self.dtype = dtype if dtype is not None else first.dtype
         self.theta = torch.cat([p.detach().reshape(-1) for _, p in named]).to(self.dtype)
         self.n = int(self.theta.numel())
@@ -197,11 +273,24 @@ class HessianOperator:
         self.frozen = {n: p.detach().to(self.dtype) for n, p in model.named_parameters() if n not in trainable}
         self.buffers = {n: (b.detach().to(self.dtype) if b.is_floating_point() else b.detach())
                         for n, b in model.named_buffers()}
-        sizes = [_batch_size(x) for x, _ in self._batches(cast=False)]
+        sizes, norms, prints = [], [], []
+        fixed = isinstance(data, (list, tuple))  # a list of batches cannot change between passes
+        for x, y in self._batches(cast=False):
+            sizes.append(_batch_size(x))
+            norms.append(self._normalizer(x, y))
+            if not fixed:
+                prints.append(_fingerprint((x, y)))
         if not sizes or sum(sizes) == 0:
             raise ValueError("data is empty: the loader must yield at least one (inputs, targets) batch")
+        if reduction == "mean" and sum(norms) <= 0:
+            raise ValueError("every target is ignore_index (or has class weight 0): the mean loss over data is 0/0, "
+                             "so its Hessian is not defined")
+        if not fixed:
+            self._check_same_passes(prints)
         self.num_samples = int(sum(sizes))
         self.num_batches = len(sizes)
+        # w_b of the module docstring, in the loader's order (the same on every pass, checked above)
+        self.weights = [n / sum(norms) for n in norms] if reduction == "mean" else [1.0] * len(norms)
         self._check_deterministic()
 
     # -- the loss as a function of the flat parameter vector -----------------------------------
@@ -214,8 +303,27 @@ class HessianOperator:
                 x, y = _to(x, self.device, self.dtype), _to(y, self.device, self.dtype)
             yield x, y
 
-    def _weight(self, x: Any) -> float:
-        return _batch_size(x) / self.num_samples if self.reduction == "mean" else 1.0
+    def _normalizer(self, x: Any, y: Any) -> float:
+        """``W_b``: what the loss's mean divides by over this batch (module docstring)."""
+        lf = self.loss_fn
+        if (isinstance(lf, _WEIGHTED_MEAN) and isinstance(y, torch.Tensor) and not y.is_floating_point()
+                and not y.is_complex()):
+            keep = y != lf.ignore_index
+            if lf.weight is None:
+                return float(keep.sum())
+            return float(lf.weight.detach().double()[y[keep].to(lf.weight.device)].sum())
+        return float(_batch_size(x))
+
+    def _check_same_passes(self, first: list) -> None:
+        second = [_fingerprint((x, y)) for x, y in self._batches(cast=False)]
+        if len(second) != len(first):
+            raise ValueError(f"data gave {len(first)} batches on one pass and {len(second)} on the next: the loader "
+                             "must give the same batches on every pass (each product passes over it again)")
+        for i, (a, b) in enumerate(zip(first, second)):
+            if not _same_fingerprints(a, b):
+                raise ValueError(f"data is not the same on two passes (batch {i} differs): a shuffling loader "
+                                 "(shuffle=True) or random augmentation gives every product a different loss; "
+                                 "use shuffle=False and deterministic transforms for curvature")
 
     def _split(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: t.view(s) for n, t, s in zip(self.names, theta.split(self.sizes), self.shapes)}
@@ -238,7 +346,7 @@ class HessianOperator:
         return self._loss_of(self._split(theta), x, y)
 
     def _check_deterministic(self) -> None:
-        x, y = next(iter(self._batches()))
+        x, y = next(b for b, w in zip(self._batches(), self.weights) if w != 0)
         with torch.no_grad(), _forward_mode(self.model, self.mode):
             a = self.batch_loss(self.theta, x, y)
             b = self.batch_loss(self.theta, x, y)
@@ -265,10 +373,12 @@ class HessianOperator:
         v = self._as_flat(v)
         out = torch.zeros_like(self.theta)
         with _forward_mode(self.model, self.mode):
-            for x, y in self._batches():
+            for (x, y), w in zip(self._batches(), self.weights):
+                if w == 0:
+                    continue  # every target ignored: the batch's own mean is 0/0 and it weighs nothing
                 if self.hvp == "reverse":
                     _, pullback = torch.func.vjp(torch.func.grad(lambda p: self._loss_of(p, x, y)), self.params)
-                    out.add_(self._flat(pullback(self._split(v))[0]), alpha=self._weight(x))
+                    out.add_(self._flat(pullback(self._split(v))[0]), alpha=w)
                     continue
                 if isinstance(y, torch.Tensor) and y.is_floating_point():
                     # A float target goes in as a primal with a materialised zero tangent: with the
@@ -280,7 +390,7 @@ class HessianOperator:
                 else:
                     g = torch.func.grad(lambda p: self._loss_of(p, x, y))
                     _, hv = torch.func.jvp(g, (self.params,), (self._split(v),))
-                out.add_(self._flat(hv), alpha=self._weight(x))
+                out.add_(self._flat(hv), alpha=w)
         return out
 
     __matmul__ = matvec
@@ -290,9 +400,10 @@ class HessianOperator:
         out = torch.zeros_like(self.theta)
         total = 0.0
         with _forward_mode(self.model, self.mode):
-            for x, y in self._batches():
+            for (x, y), w in zip(self._batches(), self.weights):
+                if w == 0:
+                    continue
                 g, l = torch.func.grad_and_value(lambda p: self._loss_of(p, x, y))(self.params)
-                w = self._weight(x)
                 out.add_(self._flat(g), alpha=w)
                 total += w * float(l)
         return total, out
@@ -315,16 +426,17 @@ def dense_hessian(model: nn.Module, loss_fn: Callable, data: Iterable, *, reduct
     Built row by row by ``torch.autograd.functional.hessian`` (reverse-over-reverse, no vmap) of each
     batch loss in float64 (parameters, buffers and float inputs cast to float64), weighted as in
     :class:`HessianOperator`, and symmetrised. It shares no differentiation path with the
-    forward-over-reverse products it checks; ``torch.func.hessian`` was not used because its
+    ``torch.func`` products it checks (forward-over-reverse ``jvp`` of ``grad``, reverse-over-reverse
+    ``vjp`` of ``grad``); ``torch.func.hessian`` was not used because its
     vmapped forward mode gave a wrong Hessian (off by 0.8 in max-norm, against finite differences)
     for BatchNorm with batch statistics on torch 2.13.
     """
     op = HessianOperator(model, loss_fn, data, reduction=reduction, mode=mode, dtype=torch.float64)
     H = torch.zeros(op.n, op.n, dtype=torch.float64, device=op.device)
     with _forward_mode(model, mode):
-        for x, y in op._batches():
-            H.add_(torch.autograd.functional.hessian(lambda th: op.batch_loss(th, x, y), op.theta),
-                   alpha=op._weight(x))
+        for (x, y), w in zip(op._batches(), op.weights):
+            if w:
+                H.add_(torch.autograd.functional.hessian(lambda th: op.batch_loss(th, x, y), op.theta), alpha=w)
     return 0.5 * (H + H.T)
 
 
@@ -493,7 +605,7 @@ def _check_k(k: int, n: int) -> int:
 def top_eigenvalues(model: nn.Module, loss_fn: Callable, data: Iterable, k: int = 1, *, tol: float = 1e-6,
                     method: str = "lanczos", which: str = "LA", max_iter: int | None = None,
                     reduction: str | None = None, mode: str = "eval", seed: int = 0,
-                    v0: torch.Tensor | None = None, hvp: str = "forward") -> EigenResult:
+                    v0: torch.Tensor | None = None, hvp: str = "auto") -> EigenResult:
     """Top-``k`` eigenvalues of the full-batch Hessian (largest algebraic by default).
 
     Args:
@@ -572,7 +684,7 @@ def adam_preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> t
 
 def preconditioned_sharpness(model: nn.Module, loss_fn: Callable, data: Iterable, preconditioner: Any, *,
                              tol: float = 1e-6, reduction: str | None = None, mode: str = "eval",
-                             seed: int = 0, max_iter: int | None = None, hvp: str = "forward") -> EigenResult:
+                             seed: int = 0, max_iter: int | None = None, hvp: str = "auto") -> EigenResult:
     """``lambda_1(P^-1 H)`` as the top eigenvalue of ``P^-1/2 H P^-1/2`` (Cohen et al. 2022).
 
     ``P^-1 H`` is similar to the symmetric ``P^-1/2 H P^-1/2`` (``P`` diagonal, positive), so both
