@@ -4,6 +4,8 @@
     solvable verify [ID|PREFIX ...] [--set NAME=VALUE ...] [--backend numpy|torch] [--device cpu|cuda]
                     [--seed N] [--json] [--report DIR]
     solvable falsify ID [--max-examples N] [--wide] [--seed N] [--json]
+    solvable falsify ID --beyond [--store PATH] [--figure PATH]     (solvable/cli_sweep.py)
+    solvable sweep ID --grid NAME=LO:HI:N[:log] ... | map ID --x ... [--y ...] | export --store PATH
 
 Exit status: 0 all passed (falsify: no counterexample), 1 some failed (falsify: counterexample
 found), 2 usage error (unknown id, bad or out-of-range ``--set`` value) with one line on stderr.
@@ -61,6 +63,11 @@ def _build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     pf.add_argument("--seed", type=int, default=0)
     pf.add_argument("--json", action="store_true")
+
+    from . import cli_sweep  # sweep, map, export; falsify --beyond
+
+    cli_sweep.add_falsify_args(pf)
+    cli_sweep.add_parsers(sub)
     return p
 
 
@@ -179,6 +186,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_falsify(args: argparse.Namespace) -> int:
     from .testing import falsify
 
+    if getattr(args, "beyond", False):
+        from .cli_sweep import cmd_falsify_beyond
+
+        return cmd_falsify_beyond(args)
+
     try:
         claim = get(args.id)
     except UnknownClaimError as e:
@@ -205,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command in ("sweep", "map", "export"):
+            from .cli_sweep import dispatch
+
+            return dispatch(args)
         return {"list": cmd_list, "verify": cmd_verify, "falsify": cmd_falsify}[args.command](args)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
