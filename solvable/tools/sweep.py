@@ -1220,8 +1220,8 @@ def sweep(claim: Any, grid: Mapping[str, Any] | Sequence[Any], *, seeds: int = 1
         units = make_units(claim, points, seeds=seeds, backend=backend, device=device, dtype=dtype)
     except ValueError as e:
         raise SweepError(str(e)) from None
-    st, own = _open_store(store)
     ex = make_executor(executor, workers, address)
+    st, own = _open_store(store)
     stats = RunStats()
     try:
         with ex:
@@ -1290,6 +1290,12 @@ class RegimeMap:
     budget_exhausted: bool = False
     counts_by_level: list[int] = field(default_factory=list)
 
+    def end_width(self) -> float:
+        """1-D: the largest half-gap between a passing point and its non-passing neighbour."""
+        pts = sorted((p["x"], p["label"]) for p in self.points)
+        gaps = [0.5 * abs(b[0] - a[0]) for a, b in zip(pts, pts[1:]) if (a[1] == "pass") != (b[1] == "pass")]
+        return max(gaps, default=0.0)
+
     @property
     def h(self) -> float:
         """Finest cell size reached, in lattice units (the axis spans 1)."""
@@ -1316,9 +1322,8 @@ class RegimeMap:
                  + ("; budget exhausted before the boundary was fully refined" if self.budget_exhausted else "")]
         if self.y is None:
             if self.intervals:
-                dx = max((b["dx"] for b in self.boundary), default=0.0)
                 iv = " and ".join(f"[{a:.6g}, {b:.6g}]" for a, b in self.intervals)
-                lines.append(f"holds on {iv} (ends within {dx:.3g})")
+                lines.append(f"holds on {iv} (each inner end within {self.end_width():.3g}: half the last gap)")
             else:
                 lines.append("holds nowhere on the axis")
         else:
@@ -1335,8 +1340,8 @@ class RegimeMap:
         if ax is None:
             _, ax = plt.subplots(figsize=(6.4, 4.8) if self.y is not None else (7, 2.6))
         fill = {"pass": "#cfe8d4", "fail": "#f3cccc", "invalid": "#dddddd", "mixed": "#ffffff"}
-        margins = np.array([p["margin"] if p["margin"] is not None and p["margin"] > 0 else np.nan
-                            for p in self.points], dtype=float)
+        margins = np.array([_as_float(p["margin"]) for p in self.points], dtype=float)
+        margins = np.where(margins > 0, margins, np.nan)
         logm = np.log10(np.clip(margins, 1e-6, 1e6))
         finite = logm[np.isfinite(logm)]
         lo, hi = (min(-1e-3, finite.min()), max(1e-3, finite.max())) if finite.size else (-1, 1)
@@ -1426,8 +1431,8 @@ def regime_map(claim: Any, x: Axis | str, y: Axis | str | None = None, *, budget
     fields = claim.params.fields()
     axes = [dataclasses.replace(a, integer=bool(fields[a.name]["integer"])) for a in axes]
     x, y = axes[0], (axes[1] if len(axes) > 1 else None)
-    st, own = _open_store(store)
     ex = make_executor(executor, workers, address)
+    st, own = _open_store(store)
     be = claim.resolve_backend(backend, device, dtype)
     dim = len(axes)
     N = 1 << _DEPTH
@@ -1597,7 +1602,8 @@ def _boundary(leaves: list[tuple], labels: dict, axes: list[Axis], corners: Call
 
 
 def _intervals(labels: dict, x: Axis, N: int) -> list[list[float]]:
-    """1-D: maximal runs of passing points, each end at the midpoint towards the next point."""
+    """1-D: maximal runs of passing points, each end at the midpoint towards the next point
+    (within half the gap; at an end of the axis, exact)."""
     pts = sorted(labels)
     out: list[list[float]] = []
     start = None
@@ -1702,19 +1708,66 @@ def draw_examples(claim: Any, n: int, seed: int = 0, wide: bool = True) -> list:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
-    from ..testing import params_strategy
-
     drawn: list = []
 
     @hseed(seed)
     @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate], derandomize=False,
               suppress_health_check=list(HealthCheck))
-    @given(params_strategy(claim.params, wide=wide))
+    @given(_beyond_strategy(claim.params) if wide else _domain_strategy(claim.params))
     def collect(p: Any) -> None:
         drawn.append(p)
 
     collect()
     return drawn
+
+
+def _domain_strategy(params_cls: Any) -> Any:
+    from ..testing import params_strategy
+
+    return params_strategy(params_cls)
+
+
+def beyond_range(m: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Where the wide search draws a numeric parameter: its valid range, where an end is infinite
+    replaced by the domain widened a hundredfold (a factor 100 on a positive or log-scaled domain,
+    100 domain widths on a linear one)."""
+    if m.get("choices") is not None:
+        return None
+    dom = m.get("domain")
+    lo, hi = m.get("low"), m.get("high")
+    if dom is None or len(dom) != 2:
+        return (lo, hi) if lo is not None and hi is not None else None
+    width = dom[1] - dom[0]
+    if lo is None:
+        lo = dom[0] / 100 if dom[0] > 0 else dom[0] - 100 * width
+    if hi is None:
+        hi = dom[1] * 100 if dom[1] > 0 else dom[1] + 100 * width
+    return lo, hi
+
+
+def _beyond_strategy(params_cls: Any) -> Any:
+    """Parameters over the whole valid range (widened domains where the range is unbounded), and
+    over the domain too, so that small values of log-scaled domains keep being drawn."""
+    from hypothesis import strategies as st
+
+    from ..testing import _field_strategy, _interval_strategy
+
+    parts = {}
+    for name, m in params_cls.fields().items():
+        rng = beyond_range(m)
+        if m.get("choices") is not None or rng is None:
+            parts[name] = _field_strategy(name, m, True)
+            continue
+        wide = _interval_strategy(name, m | {"log": bool(m.get("log")) and rng[0] > 0}, rng)
+        parts[name] = st.one_of(wide, _interval_strategy(name, m, m.get("domain"))) if m.get("domain") else wide
+
+    def build(kw: dict) -> Any:
+        try:
+            return params_cls(**kw)
+        except ValueError:
+            return None
+
+    return st.fixed_dictionaries(parts).map(build).filter(lambda p: p is not None)
 
 
 def falsify_beyond(claim: Any, *, max_examples: int = 50, seed: int = 0, store: Any = None, executor: Any = "local",
@@ -1730,8 +1783,8 @@ def falsify_beyond(claim: Any, *, max_examples: int = 50, seed: int = 0, store: 
         d = p.asdict()
         points.append({k: v for k, v in d.items()})
     units = make_units(claim, points, seeds=1, backend=backend, device=device)
-    st, own = _open_store(store)
     ex = make_executor(executor, workers, address)
+    st, own = _open_store(store)
     stats = RunStats()
     try:
         with ex:
