@@ -260,7 +260,7 @@ def cmd_falsify_beyond(args: argparse.Namespace) -> int:
               f"({len(bad) - n_in} beyond the claimed domain, {n_in} inside it)")
         for e in bad[:10]:
             where = "inside domain" if e["in_domain"] else "beyond domain"
-            why = e["exception"] or (f"diverged" if e["diverged"] else f"error/tolerance {_fmt(e['margin'])}")
+            why = e["exception"] or ("diverged" if e["diverged"] else f"error/tolerance {_fmt(e['margin'])}")
             print(f"  {where}: {json.dumps(e['params'])}: {why}")
         if len(bad) > 10:
             print(f"  ... {len(bad) - 10} more (--json lists all)")

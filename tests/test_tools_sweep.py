@@ -361,9 +361,17 @@ def test_killed_worker_then_killed_driver_lose_nothing_stored(tmp_path, referenc
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
-                                       "OMP_NUM_THREADS": "1"}})
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "OMP_NUM_THREADS": "1"}}
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR", runtime_env=env)
+    except Exception as e:  # noqa: BLE001
+        # Ray's raylet gives its Python agent a fixed 30 s to start; on a machine loaded several
+        # times over its cores it misses that (Ray's limit, not the executor's): say so and skip
+        if "timed out during startup" not in str(e):
+            raise
+        ray.shutdown()
+        pytest.skip("a local Ray instance did not start within Ray's 30 s (raylet startup timed out: machine "
+                    "overloaded)")
     yield ray
     ray.shutdown()
 
@@ -460,12 +468,16 @@ def test_map_finds_the_sphere_threshold_on_a_log_axis():
 
 def test_one_dimensional_map_gives_the_interval_and_reuses_the_store(tmp_path):
     store = tmp_path / "m.sqlite"
-    m = sw.regime_map(T.DISK, "x=-2:2", fixed={"y": 0.6}, budget=60, store=store, workers=0)
+    m = sw.regime_map(T.DISK, "x=-2:2", fixed={"y": 0.6}, budget=15, store=store, workers=0)
     (lo, hi), = m.intervals
     dx = max(b["dx"] for b in m.boundary)
-    assert abs(lo + 0.8) <= dx and abs(hi - 0.8) <= dx and dx <= 4 / 2**5
-    m2 = sw.regime_map(T.DISK, "x=-2:2", fixed={"y": 0.6}, budget=120, store=store, workers=0)
-    assert m2.cached == m.evaluations and m2.level > m.level  # the lattice points repeat: nothing recomputed
+    assert m.budget_exhausted and m.evaluations <= 15
+    assert abs(lo + 0.8) <= dx and abs(hi - 0.8) <= dx and dx <= 4 / 2**5 and m.end_width() == dx
+    m2 = sw.regime_map(T.DISK, "x=-2:2", fixed={"y": 0.6}, budget=60, store=store, workers=0)
+    # the lattice points repeat, so nothing already stored is recomputed; 1-D costs 2 points a level
+    assert m2.cached == m.evaluations and m2.level > m.level and m2.counts_by_level[-1] == 2
+    (lo2, hi2), = m2.intervals
+    assert abs(lo2 + 0.8) <= m2.end_width() < dx
 
 
 def test_map_budget_is_respected_and_cli_writes_the_figure(toys, capsys, tmp_path):

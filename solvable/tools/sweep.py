@@ -289,6 +289,9 @@ _COLUMNS = ("key", "claim_id", "claim_version", "params", "replicate", "seed", "
             "created")
 
 
+_INSERT = f"INSERT OR IGNORE INTO units ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
 class Store:
     """An SQLite file of unit results, one row per key (``":memory:"`` for a throw-away store).
 
@@ -389,11 +392,12 @@ class Store:
         rows = [tuple(_column_value(c, r[c]) for c in _COLUMNS) for r in records]
         with _sigint_deferred():
             before = self.conn.total_changes
+            if len(rows) == 1:  # one statement is one transaction (autocommit)
+                self.conn.execute(_INSERT, rows[0])
+                return self.conn.total_changes - before
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.conn.executemany(
-                    f"INSERT OR IGNORE INTO units ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                    rows)
+                self.conn.executemany(_INSERT, rows)
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -459,7 +463,8 @@ def _as_float(x: Any) -> float:
 
 def _record(unit: Unit, verdict: Mapping[str, Any]) -> dict[str, Any]:
     """A store row from a unit and its verdict JSON."""
-    v = dict(verdict)
+    # the statement and reference belong to the claim's version, not to each row
+    v = {k: val for k, val in verdict.items() if k not in ("statement", "reference")}
     v.setdefault("info", {})
     return {
         "key": unit.key, "claim_id": unit.claim.id, "claim_version": unit.version,
@@ -1100,7 +1105,7 @@ class SweepResult:
 def _verdict_from_record(rec: Mapping[str, Any]) -> Any:
     from ..claims import Verdict
 
-    v = dict(rec["verdict"])
+    v = {"statement": "", "reference": ""} | dict(rec["verdict"])
     names = {f.name for f in dataclasses.fields(Verdict)}
     kw = {k: v[k] for k in names if k in v and k != "mutants"}
     for k in ("error", "tolerance", "margin"):
