@@ -50,6 +50,12 @@ bench: install
 	$(PIP) -e ".[bench]"
 	$(PY) benchmarks/run.py
 
+# On a CUDA machine: the gpu-marked tests, `verify --backend torch --device cuda` on every claim and
+# the torch benchmarks, summarised in reports/gpu_check.json ($OUT if set). Fresh clone on a GPU
+# machine: `make TORCH=torch gpu-check`. Without CUDA it says so and exits 0.
+gpu-check: install
+	$(PY) benchmarks/gpu_check.py
+
 lab: install
 	$(VENV)/bin/jupyter lab notebooks
 

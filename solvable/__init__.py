@@ -30,6 +30,7 @@ __all__ = [
     "param",
     "register",
     "select",
+    "sweep",
     "verify",
 ]
 
@@ -83,3 +84,12 @@ def verify(patterns=None, *, backend: str = "numpy", device: str = "cpu", seed: 
     claims = select(patterns)
     params = apply_overrides(claims, {k: str(v) for k, v in overrides.items()})
     return Verdicts([c.check(params[c.id], backend=backend, device=device, seed=seed) for c in claims])
+
+
+def sweep(claim, grid, **kwargs):
+    """Check a claim (object or id) over a grid of parameters and seeds, through a resumable store;
+    a pandas DataFrame, or without pandas a :class:`solvable.tools.sweep.SweepResult`. See
+    :func:`solvable.tools.sweep.sweep` for the arguments."""
+    from .tools.sweep import sweep as _sweep
+
+    return _sweep(claim, grid, **kwargs)

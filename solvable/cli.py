@@ -5,6 +5,8 @@
     solvable verify [ID|PREFIX ...] [--set NAME=VALUE ...] [--backend numpy|torch] [--device cpu|cuda]
                     [--seed N] [--mutants] [--json | --csv | --format table|json|csv] [--report DIR]
     solvable falsify ID [--max-examples N] [--wide] [--seeds N] [--seed N] [--json]
+    solvable falsify ID --beyond [--store PATH] [--figure PATH]     (solvable/cli_sweep.py)
+    solvable sweep ID --grid NAME=LO:HI:N[:log] ... | map ID --x ... [--y ...] | export --store PATH
 
 Exit status: 0 all passed (falsify: no counterexample), 1 some failed or raised (falsify:
 counterexample found; verify --mutants: also a mutant not rejected), 2 usage error (unknown id, bad
@@ -151,6 +153,11 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="the run's simulation seed (the first of --seeds) (default: %(default)s); a claim's data "
                          "seed is a parameter and is searched like the others")
     pf.add_argument("--json", action="store_true", help="print one JSON object (default: off, text)")
+
+    from . import cli_sweep  # sweep, map, export; falsify --beyond
+
+    cli_sweep.add_falsify_args(pf)
+    cli_sweep.add_parsers(sub)
     return p
 
 
@@ -557,6 +564,11 @@ def _print_falsify(claim: Claim, res: Any, args: argparse.Namespace) -> None:
 def cmd_falsify(args: argparse.Namespace) -> int:
     from .testing import Interrupted, falsify
 
+    if getattr(args, "beyond", False):
+        from .cli_sweep import cmd_falsify_beyond
+
+        return cmd_falsify_beyond(args)
+
     claim = _get(args.id)
     _check_device(args.backend, args.device)
     # hypothesis keeps caches (parsed constants of the code under test) in its storage directory,
@@ -586,6 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command in ("sweep", "map", "export"):
+            from .cli_sweep import dispatch
+
+            return dispatch(args)
         cmd = {"list": cmd_list, "show": cmd_show, "verify": cmd_verify, "falsify": cmd_falsify}[args.command]
         return cmd(args)
     except UsageError as e:
