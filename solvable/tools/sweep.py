@@ -1732,47 +1732,13 @@ def _domain_strategy(params_cls: Any) -> Any:
     return params_strategy(params_cls)
 
 
-def beyond_range(m: Mapping[str, Any]) -> tuple[float, float] | None:
-    """Where the wide search draws a numeric parameter: its valid range, where an end is infinite
-    replaced by the domain widened a hundredfold (a factor 100 on a positive or log-scaled domain,
-    100 domain widths on a linear one)."""
-    if m.get("choices") is not None:
-        return None
-    dom = m.get("domain")
-    lo, hi = m.get("low"), m.get("high")
-    if dom is None or len(dom) != 2:
-        return (lo, hi) if lo is not None and hi is not None else None
-    width = dom[1] - dom[0]
-    if lo is None:
-        lo = dom[0] / 100 if dom[0] > 0 else dom[0] - 100 * width
-    if hi is None:
-        hi = dom[1] * 100 if dom[1] > 0 else dom[1] + 100 * width
-    return lo, hi
-
-
 def _beyond_strategy(params_cls: Any) -> Any:
-    """Parameters over the whole valid range (widened domains where the range is unbounded), and
-    over the domain too, so that small values of log-scaled domains keep being drawn."""
-    from hypothesis import strategies as st
+    """The whole valid range (unbounded sides cut ``testing.UNBOUNDED_REACH`` domain-scales beyond
+    the domain, open bounds moved a little inside) and the domain too: the same region as
+    ``falsify --wide`` searches (:func:`solvable.testing.search_region`)."""
+    from ..testing import params_strategy
 
-    from ..testing import _field_strategy, _interval_strategy
-
-    parts = {}
-    for name, m in params_cls.fields().items():
-        rng = beyond_range(m)
-        if m.get("choices") is not None or rng is None:
-            parts[name] = _field_strategy(name, m, True)
-            continue
-        wide = _interval_strategy(name, m | {"log": bool(m.get("log")) and rng[0] > 0}, rng)
-        parts[name] = st.one_of(wide, _interval_strategy(name, m, m.get("domain"))) if m.get("domain") else wide
-
-    def build(kw: dict) -> Any:
-        try:
-            return params_cls(**kw)
-        except ValueError:
-            return None
-
-    return st.fixed_dictionaries(parts).map(build).filter(lambda p: p is not None)
+    return params_strategy(params_cls, wide=True)
 
 
 def falsify_beyond(claim: Any, *, max_examples: int = 50, seed: int = 0, store: Any = None, executor: Any = "local",
