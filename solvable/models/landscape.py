@@ -1,0 +1,382 @@
+"""Loss-landscape geometry: BatchNorm's gradient identity and filter-normalized plots.
+
+**BatchNorm, one unit.** Over a batch of ``m`` pre-activations ``y`` (one unit), BatchNorm is
+
+    mu = (1/m) sum_i y_i,   sigma^2 = (1/m) sum_i (y_i - mu)^2 + eps,
+    yhat = (y - mu)/sigma,  z = gamma yhat + beta.
+
+For a loss with gradient ``g = dL/dz`` at the output, differentiating the definition gives
+(``proofs_check/check_landscape.py``)
+
+    dL/dy = (gamma/sigma) (g - (1/m) <1, g> 1 - (1/m) <g, yhat> yhat),
+
+and, because ``1`` and ``yhat`` are orthogonal with ``||yhat||^2 = m (1 - eps/sigma^2)``,
+
+    ||dL/dy||^2 = (gamma^2/sigma^2) (||g||^2 - (1/m) <1, g>^2 - (1/m)(1 + eps/sigma^2) <g, yhat>^2).
+
+At ``eps = 0`` this is Santurkar et al.'s Theorem 4.1 with equality: coefficients
+``(c_0, c_1, c_2) = (1, 1/m, 1/m)`` (:func:`bn_gradient_coefficients`). The paper prints
+``1/sqrt(m)`` in front of ``<g, yhat>^2`` (arXiv 1805.11604v5, Thm. 4.1); with ``yhat`` normalised as
+above (``||yhat||^2 = m``) the coefficient is ``1/m``, and ``1/sqrt(m)`` would make the stated bound
+false (it subtracts more than the exact identity does). With ``eps > 0`` the inequality is strict.
+
+**Filter-normalized plots.** For a ReLU network, ``(W_i, b_i, W_{i+1}) -> (c W_i, c b_i, W_{i+1}/c)``
+(``c > 0``) leaves the function unchanged, as does rescaling each filter ``j`` of a layer followed
+by BatchNorm (batch statistics) by its own ``c_j > 0``. A filter-normalized direction is rescaled
+with the filter (``d_j ||c theta_j|| / ||d_j|| = c d_j ||theta_j|| / ||d_j||``), so every point of the
+plot is the rescaled image of the original point and the plot is unchanged; a raw direction is not
+rescaled and the plot changes. A per-neuron ReLU rescaling (row ``j`` of ``W_i`` by ``c_j``, column ``j``
+of ``W_{i+1}`` by ``1/c_j``) is not covered: the columns of ``W_{i+1}`` are not its filters.
+
+References:
+  Santurkar, Tsipras, Ilyas, Madry, 2018. "How does batch normalization help optimization?"
+  NeurIPS, arXiv 1805.11604 (Thm. 4.1).
+  Ioffe, Szegedy, 2015. "Batch normalization." ICML, arXiv 1502.03167 (the definition).
+  Li, Xu, Taylor, Studer, Goldstein, 2018. "Visualizing the loss landscape of neural nets."
+  NeurIPS, arXiv 1712.09913 (sec. 4, filter normalization and scale invariance).
+  Dinh, Pascanu, Bengio, Bengio, 2017. "Sharp minima can generalize for deep nets." ICML,
+  arXiv 1703.04933 (the rescaling symmetry).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend
+from ..checks import check_choice, check_int, check_range
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register, relative_errors
+
+__all__ = [
+    "bn_gradient_coefficients",
+    "bn_gradient_norm_sq",
+    "bn_backward",
+    "fit_bn_coefficients",
+    "filter_plot_change",
+    "relu_mlp",
+    "rescale",
+    "plot_change",
+    "SYMMETRIES",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Closed forms
+
+
+def bn_gradient_coefficients(m: int, eps_ratio: float = 0.0) -> np.ndarray:
+    """``(c_0, c_1, c_2) = (1, 1/m, (1 + eps/sigma^2)/m)``: ``||dL/dy||^2 = (gamma^2/sigma^2)
+    (c_0 ||g||^2 - c_1 <1, g>^2 - c_2 <g, yhat>^2)`` for one BatchNorm unit over a batch of ``m``.
+
+    ``eps_ratio`` is ``eps/sigma^2`` (0: Santurkar et al.'s Thm. 4.1 with equality).
+
+    >>> bn_gradient_coefficients(4).tolist()
+    [1.0, 0.25, 0.25]
+    """
+    m = check_int("m", m, 2)
+    r = check_range("eps_ratio", eps_ratio, 0.0, 1.0, high_open=True)
+    return np.array([1.0, 1.0 / m, (1.0 + r) / m])
+
+
+def bn_gradient_norm_sq(g: Any, yhat: Any, gamma: Any, sigma: Any, eps_ratio: float = 0.0) -> Any:
+    """The identity's right side, batched over leading axes: ``g``, ``yhat``
+    of shape ``(..., m)``, ``gamma``, ``sigma`` of shape ``(...)``."""
+    m = g.shape[-1]
+    c0, c1, c2 = bn_gradient_coefficients(m, eps_ratio)
+    s1 = (g.sum(-1)) ** 2
+    s2 = (g * yhat).sum(-1) ** 2
+    return (gamma / sigma) ** 2 * (c0 * (g * g).sum(-1) - c1 * s1 - c2 * s2)
+
+
+def filter_plot_change(c: float) -> np.ndarray:
+    """``[0, 0]``: the change of the filter-normalized 1-D and 2-D plots under a function-preserving
+    rescaling by ``c`` (in units of the plot's loss range): none."""
+    check_range("c", c, 0.0, None, low_open=True)
+    return np.zeros(2)
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm by autograd
+
+
+def bn_backward(y: Any, g: Any, gamma: Any, beta: Any, eps: float = 0.0) -> Any:
+    """``dL/dy`` of ``L = sum_i g_i z_i``, ``z = BN(y)``, by autograd through
+    ``torch.nn.functional.batch_norm`` in training mode (batch statistics, biased variance).
+
+    ``y``, ``g``: ``(B, m)`` torch tensors (``B`` independent units, a batch of ``m`` each);
+    ``gamma``, ``beta``: ``(B,)``."""
+    import torch
+    import torch.nn.functional as F
+
+    yy = y.detach().T.contiguous().requires_grad_(True)  # (m, B): B channels, batch m
+    z = F.batch_norm(yy, None, None, weight=gamma, bias=beta, training=True, momentum=0.0, eps=eps)
+    (gy,) = torch.autograd.grad((z * g.T).sum(), yy)
+    return gy.T
+
+
+def fit_bn_coefficients(lhs: Any, g: Any, y: Any, gamma: Any) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Least-squares ``(c_0, c_1, c_2)`` in ``lhs_b = (gamma_b/sigma_b)^2 (c_0 ||g_b||^2 - c_1 <1, g_b>^2
+    - c_2 <g_b, yhat_b>^2)`` over the ``B`` rows (``sigma_b`` the biased standard deviation of ``y_b``).
+
+    Returns the coefficients, their standard errors (from the residuals), the condition number of
+    the scaled design, and the relative residual ``||A c - lhs|| / ||lhs||``."""
+    y = np.asarray(y, dtype=float)
+    g = np.asarray(g, dtype=float)
+    lhs = np.asarray(lhs, dtype=float)
+    mu = y.mean(-1, keepdims=True)
+    sigma = np.sqrt(((y - mu) ** 2).mean(-1))
+    yhat = (y - mu) / sigma[:, None]
+    f = (np.asarray(gamma, dtype=float) / sigma) ** 2
+    A = np.stack([f * (g * g).sum(-1), -f * g.sum(-1) ** 2, -f * (g * yhat).sum(-1) ** 2], 1)
+    # rows scaled to unit lhs so every batch weighs the same in the fit
+    A, b = A / lhs[:, None], np.ones_like(lhs)
+    coef, *_ = np.linalg.lstsq(A, b, rcond=None)
+    resid = A @ coef - b
+    dof = max(len(b) - 3, 1)
+    s2 = float(resid @ resid) / dof
+    cov = s2 * np.linalg.inv(A.T @ A)
+    return coef, np.sqrt(np.diag(cov)), float(np.linalg.cond(A)), float(np.linalg.norm(resid) / np.linalg.norm(b))
+
+
+# --------------------------------------------------------------------------------------------
+# Claim: BN gradient identity
+
+
+@dataclass(frozen=True)
+class BNIdentityParams(Params):
+    m: int = param(8, low=3, high=4096, integer=True, domain=(3, 256), log=True,
+                   doc="batch size m (m = 2 is degenerate: BN maps any two distinct values to -1, +1, gradient 0)")
+    gamma: float = param(1.7, low=0, low_open=True, domain=(0.1, 10.0), log=True,
+                         doc="BN scale gamma (each unit draws gamma times a factor in [0.5, 2])")
+    sigma: float = param(3.0, low=0, low_open=True, domain=(0.01, 100.0), log=True,
+                         doc="spread of the pre-activations y (each unit: sigma times a factor in [0.5, 2])")
+    batches: int = param(64, low=8, high=100_000, integer=True, domain=(16, 256), log=True,
+                         doc="number of random batches B (units) fitted at once")
+
+
+def _measure_bn_identity(p: BNIdentityParams, backend: Backend, seed: int) -> Measurement:
+    import torch
+
+    dev = backend.device if backend.name == "torch" else "cpu"
+    dt = torch.float64 if backend.name != "torch" else backend.float_dtype
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def rnd(*shape, lo=None, hi=None):
+        x = torch.rand(shape, generator=gen, dtype=torch.float64) if lo is not None else \
+            torch.randn(shape, generator=gen, dtype=torch.float64)
+        return (lo + (hi - lo) * x if lo is not None else x).to(device=dev, dtype=dt)
+
+    B, m = p.batches, p.m
+    y = p.sigma * rnd(B, 1, lo=0.5, hi=2.0) * rnd(B, m) + 5.0 * rnd(B, 1)
+    # upstream gradients with a random mean and a random component along y, so that all three
+    # terms of the identity vary independently across batches
+    g = rnd(B, 1) + rnd(B, 1) * (y - y.mean(1, keepdim=True)) / p.sigma + rnd(B, m)
+    gamma = p.gamma * rnd(B, lo=0.5, hi=2.0)
+    beta = rnd(B)
+    # torch refuses eps = 0 in training mode: the smallest normal number of the dtype, whose ratio
+    # eps/sigma^2 (< 1e-30 here) is below the round-off of everything else
+    gy = bn_backward(y, g, gamma, beta, eps=float(torch.finfo(dt).tiny))
+    lhs = (gy * gy).sum(1)
+    coef, se, cond, resid = fit_bn_coefficients(backend.to_numpy(lhs), backend.to_numpy(g), backend.to_numpy(y),
+                                                backend.to_numpy(gamma))
+    measured = coef
+    # an exact identity: the residual of the fit is round-off, amplified by the design's conditioning
+    # (m = 3: the projector has rank 1 and some batches have a near-zero left side)
+    checks = {"identity_holds_to_roundoff": bool(resid < 16 * m * backend.eps * cond)}
+    return Measurement(value=measured, stderr=se,
+                       checks=checks, info={"condition_number": cond, "relative_residual": resid,
+                                            "m_times_c1": float(coef[1] * m), "m_times_c2": float(coef[2] * m)})
+
+
+def _bn_identity_tolerance(p: BNIdentityParams, m: Measurement, be: Backend) -> Tolerance:
+    coef = np.abs(np.asarray(m.value, dtype=float))
+    cond = float(m.info["condition_number"])
+    # backward error of the autograd gradient and the regressors: O(m) roundings per entry, turned
+    # into a coefficient error by the condition number of the design (Higham, Accuracy and Stability,
+    # Thm. 20.1), plus 6 standard errors of the least-squares fit
+    floor = 16.0 * p.m * be.eps * cond
+    se = np.asarray(m.stderr, dtype=float)
+    return Tolerance(value=(6 * se + floor * np.max(coef)) / np.maximum(coef, 1e-300),
+                     reason="least squares on round-off residuals: 6 standard errors of each coefficient plus "
+                            "16 m u cond(A) (the forward error of a backward-stable solve of the design)")
+
+
+register(Claim(
+    id="landscape.bn_gradient_identity",
+    statement=("For one BatchNorm unit (eps = 0) over a batch of m, ||dL/dy||^2 = (gamma^2/sigma^2)(c0 ||g||^2 - "
+               "c1 <1, g>^2 - c2 <g, yhat>^2) with (c0, c1, c2) = (1, 1/m, 1/m), g = dL/dz: Santurkar et al.'s "
+               "Thm. 4.1 holds with equality. The printed coefficient 1/sqrt(m) of <g, yhat>^2 is not what the "
+               "definition gives (it would make the bound false); with eps > 0 c2 = (1 + eps/sigma^2)/m and the "
+               "inequality is strict. Measured: the three coefficients fitted by least squares to autograd "
+               "gradients over B random batches."),
+    reference="Santurkar, Tsipras, Ilyas, Madry 2018, arXiv 1805.11604, Thm. 4.1; coefficient derived here",
+    params=BNIdentityParams,
+    predicted=lambda p: bn_gradient_coefficients(p.m),
+    measured=_measure_bn_identity,
+    tolerance=_bn_identity_tolerance,
+    error=relative_errors,
+    mutants={"paper's printed 1/sqrt(m) on <g, yhat>^2": lambda p: np.array([1.0, 1 / p.m, 1 / math.sqrt(p.m)]),
+             "cross term 2/m (||yhat||^2 = m not used)": lambda p: np.array([1.0, 1 / p.m, 2 / p.m]),
+             "unbiased variance: 1/(m-1)": lambda p: np.array([1.0, 1 / (p.m - 1), 1 / (p.m - 1)]),
+             "mean term dropped": lambda p: np.array([1.0, 0.0, 1 / p.m])},
+    closed_forms=("bn_gradient_coefficients", "bn_gradient_norm_sq"),
+    sweep="m", sweep_values=(2, 8, 64),
+    summary=lambda v: float(np.asarray(v)[2]), summary_label="c2",
+    backends=("torch",),
+))
+
+
+# --------------------------------------------------------------------------------------------
+# Filter-normalized plots under rescaling symmetries
+
+SYMMETRIES = ("layer", "bn_filter", "neuron")
+
+
+def relu_mlp(d_in: int, width: int, bn: bool, seed: int, device: Any = "cpu", dtype: Any = None):
+    """``d_in -> width -> width -> 1`` ReLU MLP (BatchNorm after the first layer if ``bn``).
+
+    BatchNorm's ``eps`` is the dtype's smallest normal number: with torch's default ``1e-5`` the
+    per-filter rescaling is a symmetry only up to relative order ``eps/sigma^2`` (measured: the
+    function changed by 6e-5 at c = 3), and so is the plot."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(int(seed))
+    dt = dtype or torch.float64
+    layers = [nn.Linear(d_in, width)] + ([nn.BatchNorm1d(width, eps=float(torch.finfo(dt).tiny))] if bn else []) + \
+        [nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1)]
+    return nn.Sequential(*layers).to(device=device, dtype=dt)
+
+
+def rescale(model, symmetry: str, c: float, seed: int = 0):
+    """A copy of ``model`` (from :func:`relu_mlp`) rescaled by a function-preserving symmetry:
+
+    - ``"layer"``: first Linear (weight and bias) by ``c``, second Linear's weight by ``1/c``;
+    - ``"bn_filter"``: first Linear's filter ``j`` (row and bias) by ``c_j`` (log-uniform in
+      ``[1/c, c]``), BatchNorm follows (batch statistics) so the function is unchanged;
+    - ``"neuron"``: row ``j`` of the first Linear by ``c_j``, column ``j`` of the second by ``1/c_j``.
+    """
+    import copy
+
+    import torch
+
+    check_choice("symmetry", symmetry, SYMMETRIES)
+    c = check_range("c", c, 0.0, None, low_open=True)
+    out = copy.deepcopy(model)
+    lin = [mod for mod in out if isinstance(mod, torch.nn.Linear)]
+    w = lin[0].weight
+    if symmetry == "layer":
+        s = torch.full((w.shape[0],), c, dtype=w.dtype, device=w.device)
+    else:
+        g = torch.Generator().manual_seed(int(seed) + 7)
+        s = torch.exp((2 * torch.rand(w.shape[0], generator=g, dtype=torch.float64) - 1) * math.log(c))
+        s = s.to(device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        lin[0].weight.mul_(s[:, None])
+        lin[0].bias.mul_(s)
+        if symmetry != "bn_filter":
+            lin[1].weight.div_(s[None, :])
+    return out
+
+
+def plot_change(model, rescaled, data, norm: str, seed: int, n1: int = 21, n2: int = 9,
+                mode: str = "train") -> tuple[np.ndarray, float]:
+    """``[max |Delta L_1d|, max |Delta L_2d|] / range(L)`` between the plots of ``model`` and
+    ``rescaled`` along random directions of the same seed, normalised by ``norm``; and the largest
+    ``max L / range(L)`` of the two original plots (how round-off of L is magnified)."""
+    import torch
+
+    from ..tools import landscape as ls
+
+    loss = torch.nn.MSELoss()
+    out, ratio = [], 0.0
+    for kind in ("1d", "2d"):
+        if kind == "1d":
+            a = ls.slice_1d(model, loss, data, seed=seed, norm=norm, n=n1, mode=mode).losses
+            b = ls.slice_1d(rescaled, loss, data, seed=seed, norm=norm, n=n1, mode=mode).losses
+        else:
+            a = ls.slice_2d(model, loss, data, seed=seed, norm=norm, n=n2, mode=mode).losses
+            b = ls.slice_2d(rescaled, loss, data, seed=seed, norm=norm, n=n2, mode=mode).losses
+        out.append(float(np.max(np.abs(a - b)) / (np.max(a) - np.min(a))))
+        ratio = max(ratio, float(np.max(np.abs(a)) / (np.max(a) - np.min(a))))
+    return np.asarray(out), ratio
+
+
+@dataclass(frozen=True)
+class FilterNormParams(Params):
+    c: float = param(3.0, low=0, low_open=True, domain=(2.0, 8.0), log=True,
+                     doc="rescaling factor c (layer symmetry), or the spread [1/c, c] of per-filter factors")
+    symmetry: str = param("layer", choices=("layer", "bn_filter"), domain=("layer", "bn_filter"),
+                          doc="which function-preserving rescaling")
+    width: int = param(24, low=2, high=4096, integer=True, domain=(8, 48), doc="hidden width")
+
+
+_FN_N = 128   # data points
+_FN_D = 6     # input dimension
+
+
+def _measure_filter_norm(p: FilterNormParams, backend: Backend, seed: int) -> Measurement:
+    import torch
+
+    dev = backend.device if backend.name == "torch" else "cpu"
+    dt = torch.float64 if backend.name != "torch" else backend.float_dtype
+    bn = p.symmetry == "bn_filter"
+    model = relu_mlp(_FN_D, p.width, bn, seed, dev, dt)
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    X = torch.randn(_FN_N, _FN_D, generator=g, dtype=torch.float64).to(device=dev, dtype=dt)
+    Y = torch.sin(X.sum(1, keepdim=True))
+    resc = rescale(model, p.symmetry, p.c, seed)
+    filt, ratio = plot_change(model, resc, (X, Y), "filter", seed)
+    raw, _ = plot_change(model, resc, (X, Y), "none", seed)
+    layer, _ = plot_change(model, resc, (X, Y), "layer", seed)
+    neuron = plot_change(model, rescale(model, "neuron", p.c, seed), (X, Y), "filter", seed)[0] if not bn else None
+    # the function itself is unchanged (the premise), to round-off
+    mode_ok = True
+    with torch.no_grad():
+        model.train(bn)
+        resc.train(bn)
+        f0, f1 = model(X), resc(X)
+        mode_ok = float((f0 - f1).abs().max() / f0.abs().max())
+    info = {"loss_max_over_range": ratio, "raw_change": raw.tolist(), "layer_norm_change": layer.tolist(), "function_change": mode_ok}
+    if neuron is not None:
+        info["per_neuron_relu_rescaling_filter_change"] = neuron.tolist()
+    return Measurement(value=filt, checks={"raw_plot_changes": bool(raw.min() > 1e-3),
+                                           "function_unchanged": bool(mode_ok < 1e6 * backend.eps)},
+                       info=info)
+
+
+def _filter_norm_tolerance(p: FilterNormParams, m: Measurement, be: Backend) -> Tolerance:
+    # forward error of an MSE through three layers: each output is a sum of about 2 width + d
+    # products rounded in a different order once rescaled, the loss a mean of N squares; relative
+    # error <= (n_ops) u per loss value (Higham, sec. 3.1, gamma_n), against a loss range that the
+    # plot spans: 64 (2 width + d + N) u times the measured ratio max L / range(L)
+    n_ops = 2 * p.width + _FN_D + _FN_N
+    ratio = float(m.info["loss_max_over_range"])
+    return Tolerance(64 * n_ops * be.eps * ratio,
+                     reason="round-off of two evaluations of the same function in different factorisations: "
+                            "64 (2 width + d + N) u per loss value, times the measured max L / range(L)")
+
+
+register(Claim(
+    id="landscape.filter_norm_invariance",
+    statement=("For a ReLU MLP, a rescaling that leaves the function unchanged (layer 1 by c and layer 2 by 1/c; or "
+               "each filter j of a layer followed by BatchNorm, with batch statistics, by its own c_j in [1/c, c]) "
+               "leaves the filter-normalized 1-D and 2-D plots (same seed) unchanged to round-off, while the plots "
+               "along raw random directions change. Not for every symmetry: a per-neuron ReLU rescaling (row j of "
+               "W1 by c_j, column j of W2 by 1/c_j) changes the filter-normalized plot (info: "
+               "per_neuron_relu_rescaling_filter_change), since the columns of W2 are not its filters."),
+    reference="Li, Xu, Taylor, Studer, Goldstein 2018, arXiv 1712.09913, sec. 4; Dinh et al. 2017, arXiv 1703.04933",
+    params=FilterNormParams,
+    predicted=lambda p: filter_plot_change(p.c),
+    measured=_measure_filter_norm,
+    tolerance=_filter_norm_tolerance,
+    error=max_abs_error,
+    mutants={"invariant to first order only: (c - 1)^2": lambda p: np.full(2, (p.c - 1) ** 2),
+             "changes like a raw direction: |log c|": lambda p: np.full(2, abs(math.log(p.c)))},
+    closed_forms=("filter_plot_change",),
+    sweep="c", sweep_values=(2.0, 4.0, 8.0),
+    backends=("torch",),
+))
