@@ -143,7 +143,7 @@ def simulate_adam(eps: Any, eta: float, h: float, beta1: float, beta2: float, st
     theta0 = check_range("theta0", theta0, 0.0, None, low_open=True)
     e_np = np.asarray(eps, dtype=float).reshape(-1)
     for e in e_np:
-        check_range("eps", e, 0.0, None)
+        check_range("eps", float(e), 0.0, None)
     xp = backend.xp
     e = backend.asarray(e_np)
     G = e_np.size

@@ -1,0 +1,53 @@
+"""solvable.models.parity: the Fourier gap of a symmetric neuron on sparse parities."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from solvable.backend import get_backend
+from solvable.models import parity as par
+
+
+def test_inputs_are_the_whole_cube():
+    X = par.all_inputs(4, get_backend("numpy"))
+    assert X.shape == (16, 4) and len({tuple(r) for r in X}) == 16 and set(np.unique(X)) == {-1.0, 1.0}
+
+
+def test_gradient_matches_majority_coefficients():
+    """n odd: f = (1 + Maj)/2, so the gradient on a relevant coordinate is -Maj^(k-1)/2."""
+    for n, k in [(7, 2), (9, 4), (11, 6)]:
+        g = par.population_gradient(n, k, get_backend("numpy"))
+        assert g[0] == pytest.approx(-par.majority_coefficient(n, k - 1) / 2, rel=1e-12)
+        assert g[-1] == pytest.approx(-par.majority_coefficient(n, k + 1) / 2, rel=1e-12)
+
+
+def test_gap_grows_like_n_over_k():
+    assert [par.fourier_gap(n, 2) for n in (5, 9, 17)] == [-3.0, -7.0, -15.0]
+    assert par.fourier_gap(101, 4) / par.fourier_gap(51, 4) == pytest.approx(97 / 47)
+
+
+def test_numpy_and_torch_agree(backend):
+    ref = par.population_gradient(10, 3, get_backend("numpy"))
+    g = get_backend("numpy").to_numpy(par.population_gradient(10, 3, backend))
+    np.testing.assert_allclose(g, ref, rtol=backend.roundoff(2 ** 10), atol=0)
+
+
+@pytest.mark.parametrize("n,k,match", [(5, 6, r"k=6 is out of range: k must be an integer in \[1, n\] = \[1, 5\]"),
+                                       (7, 3, "both odd"), (6, 1, r"k=1 is out of range"), (6, 6, "k=6 is out of range"),
+                                       (1, 1, r"n=1 is out of range")])
+def test_bad_input(n, k, match):
+    with pytest.raises(ValueError, match=match):
+        par.fourier_gap(n, k)
+
+
+def test_majority_needs_odd_n():
+    with pytest.raises(ValueError, match="n=4 is out of range"):
+        par.majority_coefficient(4, 1)
+
+
+def test_same_input_same_numbers():
+    be = get_backend("numpy")
+    np.testing.assert_array_equal(par.population_gradient(8, 2, be), par.population_gradient(8, 2, be))
