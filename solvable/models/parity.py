@@ -171,7 +171,7 @@ register(Claim(
     mutants={
         "leading order -n/k": lambda p: -p.n / p.k,
         "sign dropped": lambda p: abs(fourier_gap(p.n, p.k)),
-        "binomial ratio only: -C(n, k+1)/C(n, k-1)": lambda p: -math.comb(p.n, p.k + 1) / math.comb(p.n, p.k - 1),
+        "k + 1 for k - 1 in the denominator": lambda p: -(p.n - p.k) / (p.k + 1),
     },
     closed_forms=("fourier_gap",),
 ))
