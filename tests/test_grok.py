@@ -46,3 +46,51 @@ def test_same_seed_same_weights():
 def test_bad_width():
     with pytest.raises(ValueError, match="width=0"):
         grok.gromov_weights(5, 0, 1, get_backend("numpy"), 0)
+
+
+# ------------------------------------------------------------------------------------------
+# linear teacher-student
+
+
+@pytest.mark.parametrize("lam", [0.3, 0.7, 1.5, 3.0])
+def test_teacher_student_limits(lam):
+    # t = 0: every mode carries sigma_w^2 + 1 and the MP law has mass 1 (atom included)
+    assert grok.teacher_student_test_loss(0.0, lam, 0.02, 0.5) == pytest.approx(1.25, rel=1e-10)
+    # t -> infinity without weight decay: only the atom's modes keep their error
+    assert grok.teacher_student_test_loss(1e8, lam, 0.0, 0.5) == pytest.approx(max(0.0, 1 - 1 / lam) * 1.25, abs=1e-10)
+    mass = np.trapezoid(grok.marchenko_pastur_density(np.linspace(1e-9, 12, 400001), lam), np.linspace(1e-9, 12, 400001))
+    assert mass == pytest.approx(min(1.0, 1 / lam), rel=1e-3)
+
+
+def test_teacher_student_accuracy_is_monotone_without_weight_decay_and_capped_with_it():
+    t = np.geomspace(0.1, 1e4, 50)
+    a0 = grok.teacher_student_accuracy(t, 0.1, 0.5, 0.0, 0.5)
+    assert np.all(np.diff(a0) >= 0) and a0[-1] > 0.999
+    a1 = grok.teacher_student_accuracy(t, 0.1, 0.5, 0.05, 0.5)
+    assert a1[-1] < 0.9
+
+
+def test_simulation_approaches_the_mp_limit_over_seeds_and_trains_before_it_tests(backend):
+    t = np.array([2.0, 8.0, 32.0])
+    run = grok.simulate_teacher_student(200, 0.6, 0.0, 0.5, 0.1, t, 24, backend, seed=5)
+    assert run.test_accuracy.shape == (24, 3)
+    pred = grok.teacher_student_accuracy(t, 0.1, 0.6, 0.0, 0.5)
+    se = run.test_accuracy.std(0, ddof=1) / np.sqrt(24)
+    assert np.all(np.abs(run.test_accuracy.mean(0) - pred) < 4 * se + 0.02)  # 0.02: O(1/d) at d = 200
+    assert np.all(run.train_accuracy.mean(0) >= run.test_accuracy.mean(0))
+    assert np.all(run.train_loss < run.test_loss * 3)  # D^T Sigma D vs |D|^2 (Sigma's top eigenvalue < 3.1)
+
+
+def test_teacher_student_same_seed_same_numbers():
+    be = get_backend("numpy")
+    r1 = grok.simulate_teacher_student(20, 0.5, 0.01, 0.5, 0.1, [1.0, 5.0], 3, be, seed=2)
+    r2 = grok.simulate_teacher_student(20, 0.5, 0.01, 0.5, 0.1, [1.0, 5.0], 3, be, seed=2)
+    np.testing.assert_array_equal(r1.test_accuracy, r2.test_accuracy)
+
+
+@pytest.mark.parametrize("kw, name", [({"lam": 0.0}, "lam=0.0"), ({"eps": -1.0}, "eps=-1.0"), ({"gamma": -0.1}, "gamma=-0.1")])
+def test_teacher_student_bad_input(kw, name):
+    args = dict(t=1.0, eps=0.1, lam=0.5, gamma=0.0, sigma_w=0.5)
+    args.update(kw)
+    with pytest.raises(ValueError, match=name):
+        grok.teacher_student_accuracy(**args)
