@@ -52,3 +52,50 @@ def check_majority_case_symbolically():
     k = 2 * a + 2
     ratio = sp.combsimp(maj(k - 1) / maj(k + 1))  # signs alternate: the true ratio is -ratio
     assert sp.simplify(ratio - (n - k) / (k - 1)) == 0
+
+
+@proves("parity.hidden_progress")
+def check_hidden_progress_rates_from_the_frozen_pattern():
+    """With the activation pattern frozen to 1[sum x > 0], the loss L(w) = -E[chi_S 1[sum x > 0] (w . x)] is linear
+    in w with gradient g_i = -coefficient(S xor {i}); one SGD step moves E w by -eta g and E L by -eta |g|^2.
+    Derived with symbolic weights over all 2^n inputs (n <= 9) and with the Krawtchouk sums above for n <= 15."""
+    import itertools
+
+    eta = sp.symbols("eta", positive=True)
+    for n, k in ((5, 2), (7, 2), (7, 4), (9, 4)):
+        w = sp.symbols(f"w0:{n}")
+        L = 0
+        grads = [0] * n
+        for x in itertools.product((-1, 1), repeat=n):
+            if sum(x) <= 0:
+                continue
+            chi = sp.prod(x[:k])
+            L += -chi * sum(wi * xi for wi, xi in zip(w, x))
+        L = L / 2 ** n
+        grads = [sp.diff(L, wi) for wi in w]
+        assert all(sp.diff(L, wi, 2) == 0 for wi in w)  # linear: the drift is constant while the pattern holds
+        drift = [-eta * g for g in grads]  # E[w+ - w] of one online step
+        dL = sp.expand(L.subs({wi: wi + di for wi, di in zip(w, drift)}) - L)
+        rates = parity.hidden_progress_rates(n, k)
+        assert abs(float(drift[0] / eta) - rates[0]) < 1e-12 and abs(float(drift[-1] / eta) - rates[1]) < 1e-12
+        assert abs(float(dL / eta) - rates[2]) < 1e-12
+    for n in range(7, 16, 2):
+        for k in range(2, n, 2):
+            c1, c2 = coefficient(n, k - 1), coefficient(n, k + 1)
+            derived = [c1, c2, -(k * c1 ** 2 + (n - k) * c2 ** 2)]
+            assert all(abs(float(d) - r) <= 1e-12 * max(1e-3, abs(float(d))) for d, r in zip(derived, parity.hidden_progress_rates(n, k)))
+
+
+def check_frozen_pattern_condition_by_enumeration():
+    """sum |w_i - c| < c (some c > 0) and n odd imply sign(w . x) = sign(sum x) on every input."""
+    import itertools
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = np.array(list(itertools.product((-1, 1), repeat=7)), dtype=float)
+    for _ in range(200):
+        c = rng.uniform(0.5, 2)
+        d = rng.normal(size=7)
+        d *= rng.uniform(0, 1) * c / np.abs(d).sum()
+        assert np.all(np.sign(X @ (c + d)) == np.sign(X.sum(1)))

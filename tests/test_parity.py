@@ -51,3 +51,40 @@ def test_majority_needs_odd_n():
 def test_same_input_same_numbers():
     be = get_backend("numpy")
     np.testing.assert_array_equal(par.population_gradient(8, 2, be), par.population_gradient(8, 2, be))
+
+
+# ------------------------------------------------------------------------------------------
+# hidden progress
+
+
+@pytest.mark.parametrize("n, k", [(8, 2), (7, 3), (7, 7)])
+def test_hidden_progress_needs_n_odd_k_even(n, k):
+    with pytest.raises(ValueError, match=f"n={n}"):
+        par.hidden_progress_rates(n, k)
+
+
+def test_population_loss_is_linear_while_the_pattern_is_symmetric(backend):
+    W = backend.asarray(np.array([[1.0] * 7, [1.1, 1.05, 1.0, 0.95, 1.0, 1.0, 0.98]]))
+    L = backend.to_numpy(par.population_loss(W, 2, backend))
+    g = -np.array([par.hidden_progress_rates(7, 2)[0]] * 2 + [par.hidden_progress_rates(7, 2)[1]] * 5)
+    np.testing.assert_allclose(L, backend.to_numpy(W) @ g, rtol=backend.roundoff(1e3))
+
+
+def test_sgd_drift_matches_the_rates_over_seeds(backend):
+    run = par.simulate_neuron_sgd(9, 2, 0.005, 100, 128, 16, backend, seed=4)
+    assert run.symmetric_pattern.all()
+    r = par.hidden_progress_rates(9, 2)
+    drift = (run.relevant[-1] - 1.0) / (0.005 * 100)
+    assert abs(drift.mean() - r[0]) < 4 * drift.std(ddof=1) / 4  # 4 standard errors over 16 seeds
+
+
+def test_large_steps_leave_the_symmetric_pattern_and_are_flagged():
+    run = par.simulate_neuron_sgd(7, 2, 0.5, 40, 64, 4, get_backend("numpy"), seed=0)
+    assert not run.symmetric_pattern.any()
+
+
+def test_neuron_sgd_same_seed_same_numbers():
+    be = get_backend("numpy")
+    a = par.simulate_neuron_sgd(7, 2, 0.01, 10, 8, 2, be, seed=1)
+    b = par.simulate_neuron_sgd(7, 2, 0.01, 10, 8, 2, be, seed=1)
+    np.testing.assert_array_equal(a.relevant, b.relevant)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend
-from ..checks import check_int
+from ..checks import check_int, check_range
 from ..claims import Claim, Measurement, Params, Tolerance, param, register, relative_error
 
 __all__ = [
@@ -174,4 +174,174 @@ register(Claim(
         "k + 1 for k - 1 in the denominator": lambda p: -(p.n - p.k) / (p.k + 1),
     },
     closed_forms=("fourier_gap",),
+))
+
+
+# --------------------------------------------------------------------------------------------
+# Hidden progress: the relevant weights drift at first order in the Fourier gap, the loss at second
+#
+# Online SGD on the same neuron and loss, fresh minibatches of B inputs per step, from w = w0 1:
+#
+#     w+ = w + eta (1/B) sum_b chi_S(x_b) 1[w . x_b > 0] x_b.
+#
+# For n odd, |sum_i x_i| >= 1, so while some c > 0 has sum_i |w_i - c| < c, w . x = c sum x + sum (w_i - c) x_i
+# has the sign of sum x for every input: the activation pattern is that of the symmetric neuron,
+# the population gradient is exactly g = -(c_{k-1} 1_S + c_{k+1} 1_{not S}) and the loss is linear in w,
+# L(w) = g . w. Hence (derived here), as long as that holds, each step's update is an unbiased estimate
+# of the same -eta g and
+#
+#     E[mean_{i in S} w_i(t)] = w0 + eta c_{k-1} t,    E[mean_{i not in S} w_i(t)] = w0 + eta c_{k+1} t,
+#     E[L(t)] = L(0) - eta |g|^2 t,     |g|^2 = k c_{k-1}^2 + (n - k) c_{k+1}^2,
+#
+# with c_j = Maj_n^(j)/2 (f = (1 + Maj_n)/2 for n odd, k even). The progress measure (the gap between
+# relevant and irrelevant weights) grows at first order in the small coefficients while the loss moves
+# at second order: the plateau hides progress at the rate the Fourier gap sets.
+
+
+def hidden_progress_rates(n: int, k: int) -> list[float]:
+    """``[c_{k-1}, c_{k+1}, -|g|^2]``: per unit step size, the drift per step of the mean relevant weight,
+    of the mean irrelevant weight, and of the population correlation loss, for a ReLU neuron under
+    online SGD from ``w = w0 1``, ``b = 0`` (``n`` odd, ``k`` even, while the activation pattern is the
+    symmetric one).
+
+    >>> [round(r, 6) for r in hidden_progress_rates(7, 2)]
+    [0.15625, -0.03125, -0.053711]
+    """
+    n, k = check_nk(n, k)
+    if n % 2 == 0 or k % 2 == 1 or k == n:
+        raise ValueError(f"n={n}, k={k} are out of range: hidden_progress_rates needs n odd and k even in [2, n - 1]")
+    c1 = majority_coefficient(n, k - 1) / 2
+    c2 = majority_coefficient(n, k + 1) / 2
+    return [c1, c2, -(k * c1 ** 2 + (n - k) * c2 ** 2)]
+
+
+@dataclass
+class NeuronSGDRun:
+    """Online SGD of single ReLU neurons (``R`` runs) on a ``k``-sparse parity.
+
+    Attributes:
+      relevant: ``(T + 1, R)`` mean weight on ``S``; irrelevant: the same off ``S``.
+      loss: ``(len(checkpoints), R)`` population correlation loss by enumeration at ``checkpoints``.
+      symmetric_pattern: ``(R,)`` True where ``sum |w - median w| < median w`` held at every step.
+    """
+
+    relevant: np.ndarray
+    irrelevant: np.ndarray
+    checkpoints: np.ndarray
+    loss: np.ndarray
+    symmetric_pattern: np.ndarray
+
+
+def population_loss(W: Any, k: int, backend: Backend) -> Any:
+    """``L(w) = -E[chi_S(x) relu(w . x)]`` for each row of ``W`` (``(R, n)``), by enumerating ``{-1, +1}^n``."""
+    n = int(W.shape[-1])
+    X = all_inputs(n, backend)
+    xp = backend.xp
+    y = xp.prod(X[:, :k], axis=1)
+    pre = xp.matmul(W, xp.matrix_transpose(X))
+    return -xp.mean(y[None, :] * xp.where(pre > 0, pre, 0 * pre), axis=1)
+
+
+def simulate_neuron_sgd(n: int, k: int, eta: float, steps: int, batch: int, runs: int, backend: Backend, seed: int,
+                        w0: float = 1.0, checkpoints: int = 5) -> NeuronSGDRun:
+    """Online SGD on ``-chi_S(x) relu(w . x)`` from ``w = w0 1`` for ``runs`` independent seeds at once."""
+    n, k = check_nk(n, k)
+    eta = check_range("eta", eta, 0.0, None, low_open=True)
+    steps = check_int("steps", steps, 1)
+    batch = check_int("batch", batch, 1)
+    runs = check_int("runs", runs, 1)
+    xp = backend.xp
+    rng = backend.rng(seed)
+    W = xp.ones((runs, n), dtype=backend.float_dtype, **_dev(backend)) * w0
+    rel = np.empty((steps + 1, runs))
+    irr = np.empty((steps + 1, runs))
+    rel[0] = irr[0] = w0
+    ok = np.ones(runs, dtype=bool)
+    cps = np.unique(np.linspace(0, steps, checkpoints + 1).round().astype(int))
+    losses = [backend.to_numpy(population_loss(W, k, backend))]
+    for t in range(1, steps + 1):
+        X = 1.0 - 2.0 * xp.astype(rng.integers(0, 2, (runs, batch, n)), backend.float_dtype)
+        y = xp.prod(X[:, :, :k], axis=2)
+        act = xp.astype(xp.sum(X * W[:, None, :], axis=2) > 0, X.dtype)
+        W = W + eta * xp.sum((y * act)[:, :, None] * X, axis=1) / batch
+        Wn = backend.to_numpy(W)
+        med = np.median(Wn, axis=1)
+        ok &= (np.abs(Wn - med[:, None]).sum(axis=1) < med)
+        rel[t] = Wn[:, :k].mean(axis=1)
+        irr[t] = Wn[:, k:].mean(axis=1)
+        if t in cps:
+            losses.append(backend.to_numpy(population_loss(W, k, backend)))
+    return NeuronSGDRun(rel, irr, cps, np.array(losses), ok)
+
+
+def _dev(backend: Backend) -> dict:
+    return {} if backend.name == "numpy" else {"device": backend.device}
+
+
+@dataclass(frozen=True)
+class HiddenProgressParams(Params):
+    n: int = param(11, low=3, high=17, integer=True, domain=(7, 13), doc="number of input bits n (odd)")
+    k: int = param(4, low=2, high=16, integer=True, domain=(2, 4), doc="parity order k (even)")
+
+    def check(self) -> None:
+        check_nk(self.n, self.k)
+        if self.n % 2 == 0 or self.k % 2 == 1 or self.k >= self.n:
+            raise ValueError(f"n={self.n}, k={self.k} are out of range: n must be odd and k even in [2, n - 1]")
+
+
+_HP = dict(eta=0.005, steps=200, batch=256, runs=32)
+_HP_Z = 3.0
+
+
+def _slope(ts: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Per-run least-squares slope of ``ys - ys[0]`` on ``ts`` through the origin (the start is exact)."""
+    return (ts[:, None] * (ys - ys[:1])).sum(axis=0) / (ts ** 2).sum()
+
+
+def _measure_hidden(p: HiddenProgressParams, backend: Backend, seed: int) -> Measurement:
+    run = simulate_neuron_sgd(p.n, p.k, _HP["eta"], _HP["steps"], _HP["batch"], _HP["runs"], backend, seed)
+    ts = np.arange(_HP["steps"] + 1, dtype=float)
+    per_run = np.stack([_slope(ts, run.relevant), _slope(ts, run.irrelevant),
+                        _slope(run.checkpoints.astype(float), run.loss)]) / _HP["eta"]
+    mean = per_run.mean(axis=1)
+    se = per_run.std(axis=1, ddof=1) / math.sqrt(_HP["runs"])
+    L0 = float(run.loss[0].mean())
+    progress = float(np.mean(run.relevant[-1] - run.irrelevant[-1]))
+    return Measurement(value=mean, stderr=se,
+                       checks={"symmetric_activation_pattern_every_run_every_step": bool(run.symmetric_pattern.all())},
+                       info={"relative_progress_rel_minus_irr_over_w0": progress,
+                             "relative_loss_change": float((run.loss[-1].mean() - L0) / abs(L0)),
+                             "initial_loss": L0, **_HP})
+
+
+register(Claim(
+    id="parity.hidden_progress",
+    statement=("Online SGD (step eta, fresh minibatches) on one ReLU neuron with the correlation loss -chi_S relu(w . x) "
+               "on an n-bit k-sparse parity (n odd, k even), from w = w0 (1, ..., 1): while sum |w_i - c| < c for "
+               "some c (checked at every step: the activation pattern stays the symmetric one) the mean relevant "
+               "weight drifts by eta c_{k-1} per step and the mean irrelevant weight by eta c_{k+1} (c_j = Maj_n^(j)/2), "
+               "while the population loss falls by only eta (k c_{k-1}^2 + (n - k) c_{k+1}^2) per step: the progress "
+               "measure (relevant minus irrelevant weight) grows at first order in the Fourier coefficients, the loss "
+               "at second order (a plateau hiding progress)."),
+    reference=("Barak et al. 2022, arXiv 2207.08799, sec. 4 (hidden progress, Fourier gap); the linear-drift form and "
+               "its validity condition derived here (proofs_check/check_parity.py)"),
+    params=HiddenProgressParams,
+    predicted=lambda p: hidden_progress_rates(p.n, p.k),
+    measured=_measure_hidden,
+    tolerance=lambda p, m, be: Tolerance(_HP_Z * np.asarray(m.stderr) + be.roundoff(1e4), (
+        f"{_HP_Z:g} standard errors over {_HP['runs']} independent runs: with the activation pattern fixed (checked) "
+        "every minibatch gradient is an unbiased estimate of the same population gradient, so the weights and the "
+        "loss minus their linear drift are martingales; no bias term")),
+    error=lambda pred, meas: np.abs(np.asarray(pred) - np.asarray(meas)),
+    sweep="n", sweep_values=(7, 9, 11, 13),
+    mutants={
+        "Majority's coefficients without the 1/2 of f = (1 + Maj)/2": lambda p: [
+            2 * r if i < 2 else 4 * r for i, r in enumerate(hidden_progress_rates(p.n, p.k))],
+        "relevant and irrelevant drifts swapped": lambda p: [hidden_progress_rates(p.n, p.k)[1],
+                                                              hidden_progress_rates(p.n, p.k)[0],
+                                                              hidden_progress_rates(p.n, p.k)[2]],
+        "loss falls at first order, -(k c_{k-1} + (n - k) c_{k+1})": lambda p: hidden_progress_rates(p.n, p.k)[:2] + [
+            -(p.k * hidden_progress_rates(p.n, p.k)[0] + (p.n - p.k) * hidden_progress_rates(p.n, p.k)[1])],
+    },
+    closed_forms=("hidden_progress_rates", "majority_coefficient"),
 ))
