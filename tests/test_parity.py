@@ -88,3 +88,41 @@ def test_neuron_sgd_same_seed_same_numbers():
     a = par.simulate_neuron_sgd(7, 2, 0.01, 10, 8, 2, be, seed=1)
     b = par.simulate_neuron_sgd(7, 2, 0.01, 10, 8, 2, be, seed=1)
     np.testing.assert_array_equal(a.relevant, b.relevant)
+
+
+# ------------------------------------------------------------------------------------------
+# the MLP trained by online SGD (steps versus n; the claim parity.iteration_scaling is not registered)
+
+
+def test_mlp_learns_2_sparse_parity_over_seeds_and_mass_moves_to_the_relevant_coordinates(backend):
+    out = par.train_mlp_parity(8, 2, 32, 0.05, 32, 8, backend, seed=0, max_steps=500, trace=True)
+    assert (out["steps"] > 0).sum() >= 7  # a statement over 8 seeds, not one trajectory
+    assert out["relevant_mass"][-1].mean() > 2 * 2 / 8  # the relevant share starts at k/n = 1/4
+
+
+def test_train_mlp_bad_input():
+    with pytest.raises(ValueError, match="k=5"):
+        par.train_mlp_parity(4, 5, 8, 0.1, 8, 2, get_backend("numpy"), 0)
+    with pytest.raises(ValueError, match="lr=0.0"):
+        par.train_mlp_parity(6, 2, 8, 0.0, 8, 2, get_backend("numpy"), 0)
+
+
+def test_parity_batched_benchmark_runs_quick():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_parity.py"
+    spec = importlib.util.spec_from_file_location("bench_parity", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.BENCHMARKS["parity_batched"](quick=True)
+    assert res["ratio"] > 1 and res["target"] == ">= 10" and {"sizes", "backend"} <= set(res)
+
+
+@pytest.mark.slow
+def test_steps_versus_n_exponents_over_seeds():
+    be = get_backend("numpy")
+    k2 = par.steps_versus_n(2, (8, 12, 16, 24, 32), be, seed=0)
+    k3 = par.steps_versus_n(3, (6, 8, 10, 12, 16), be, seed=0)
+    assert k2["failed"] == 0 and k3["failed"] == 0
+    assert k3["slope"] > k2["slope"]  # the exponent grows with k (both well below k - 1 at k = 3)
