@@ -94,3 +94,14 @@ def test_teacher_student_bad_input(kw, name):
     args.update(kw)
     with pytest.raises(ValueError, match=name):
         grok.teacher_student_accuracy(**args)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.2, 1.5])
+def test_fraction_outside_the_open_unit_interval(fraction):
+    with pytest.raises(ValueError, match=rf"fraction={fraction}"):
+        grok.train_split(7, fraction, 2, get_backend("numpy"), 0)
+
+
+def test_train_split_sizes(backend):
+    masks = backend.to_numpy(grok.train_split(11, 0.3, 4, backend, seed=1))
+    assert masks.shape == (4, 121) and np.all(masks.sum(axis=1) == 36)

@@ -390,3 +390,23 @@ def _erf_acc(p: LinearTeacherStudentParams, G: np.ndarray) -> np.ndarray:
 
     with np.errstate(divide="ignore"):
         return erf(p.eps / np.sqrt(2 * np.asarray(G)))
+
+
+# --------------------------------------------------------------------------------------------
+# Training splits of the p^2 pairs (for the trained-MLP claims, still to come)
+
+
+def check_fraction(fraction: float) -> float:
+    """The training fraction of the ``p^2`` pairs must lie in the open interval (0, 1)."""
+    return check_range("fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
+
+
+def train_split(p: int, fraction: float, runs: int, backend: Backend, seed: int) -> Any:
+    """``(runs, p^2)`` boolean masks, each marking ``round(fraction p^2)`` (at least 1, at most ``p^2 - 1``)
+    training pairs ``(a, b) = divmod(index, p)`` chosen uniformly without replacement, one per run."""
+    p = check_prime(p)
+    fraction = check_fraction(fraction)
+    runs = check_int("runs", runs, 1)
+    m = min(p * p - 1, max(1, int(round(fraction * p * p))))
+    perm = backend.rng(seed).permutations(p * p, runs)
+    return perm < m
