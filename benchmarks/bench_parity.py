@@ -30,7 +30,7 @@ def parity_batched(quick: bool = False) -> dict:
     # the same flops, less overhead to amortise)
     be = get_backend("torch", "cuda" if torch.cuda.is_available() else "cpu")
     n, k, width, batch = 12, 2, 16, 16
-    runs, steps = (48, 10) if quick else (128, 60)
+    runs, steps = (32, 6) if quick else (128, 60)
     kw = dict(max_steps=steps, target=2.0)  # target > 1: never reached, every call runs all the steps
 
     def batched():

@@ -99,3 +99,33 @@ def check_frozen_pattern_condition_by_enumeration():
         d = rng.normal(size=7)
         d *= rng.uniform(0, 1) * c / np.abs(d).sum()
         assert np.all(np.sign(X @ (c + d)) == np.sign(X.sum(1)))
+
+
+@proves("parity.iteration_scaling")
+def check_drift_time_exponent_from_majority_asymptotics():
+    """The relevant weights drift at lr c_{k-1} per step (parity.hidden_progress), so the drift time is
+    1/(lr c_{k-1}); with c_j = Maj_n^(j)/2 (n = 2m + 1, j = 2i + 1 odd),
+    Maj^(j) = C(m, i)/C(2m, 2i) * 2 C(2m, m)/2^(2m+1). The first factor is rational in m with
+    C(m, i)/C(2m, 2i) m^i -> finite nonzero; the central factor a_m = C(2m, m)/4^m has
+    a_{m+1}/a_m = 1 - s/m + O(1/m^2) with s = 1/2, so a_m ~ C m^{-1/2} (Gauss's test). Hence
+    c_j ~ n^{-i - 1/2} = n^{-j/2}, the drift time grows like n^{(k-1)/2}, and its exponent's increment per
+    unit k is 1/2, strictly between 0 and 1 (the predicted order classes). Derived for odd degrees k - 1 (k even);
+    at an even degree the neuron needs a nonzero threshold for the same n^{-(k-1)/2} (at b = 0, n even, the only
+    even-degree part is the atom -1[sum x = 0]/2, whose degree-2 coefficient falls like n^{-3/2}: checked below on
+    the exact Krawtchouk sums), so the k = 3 exponent (k - 1)/2 is the generic-threshold heuristic."""
+    m = sp.symbols("m", positive=True, integer=True)
+    ratio = sp.expand_func(sp.binomial(2 * m + 2, m + 1) / sp.binomial(2 * m, m)) / 4
+    s = -sp.limit(m * (sp.simplify(ratio) - 1), m, sp.oo)
+    assert s == sp.Rational(1, 2)
+    for i in range(0, 4):
+        j = 2 * i + 1
+        R = sp.simplify(sp.expand_func(sp.binomial(m, i) / sp.binomial(2 * m, 2 * i)))
+        lim = sp.limit(R * m ** i, m, sp.oo)
+        assert lim.is_finite and lim != 0, (j, lim)
+        exponent = i + s  # c_j ~ m^{-(i + s)} = n^{-j/2}
+        assert exponent == sp.Rational(j, 2) == sp.nsimplify(parity.drift_time_exponent(j + 1))
+    inc = sp.nsimplify(parity.drift_time_exponent(3) - parity.drift_time_exponent(2))
+    assert inc == sp.Rational(1, 2) and parity.order_classes(float(inc), 0.0, 1.0) == [1, -1]
+    # b = 0, n even: c_2 n^{3/2} settles (ratios of successive doublings tend to 1), c_2 n^1 does not
+    c2 = [float(coefficient(n, 2)) for n in (32, 64, 128)]
+    assert abs(c2[2] / c2[1] * 2 ** 1.5 - 1) < abs(c2[1] / c2[0] * 2 ** 1.5 - 1) < 0.05 and c2[2] / c2[1] * 2 < 0.8

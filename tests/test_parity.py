@@ -91,7 +91,7 @@ def test_neuron_sgd_same_seed_same_numbers():
 
 
 # ------------------------------------------------------------------------------------------
-# the MLP trained by online SGD (steps versus n; the claim parity.iteration_scaling is not registered)
+# the MLP trained by online SGD (steps versus n; parity.iteration_scaling registers the ordering of exponents)
 
 
 def test_mlp_learns_2_sparse_parity_over_seeds_and_mass_moves_to_the_relevant_coordinates(backend):
@@ -117,6 +117,21 @@ def test_parity_batched_benchmark_runs_quick():
     spec.loader.exec_module(mod)
     res = mod.BENCHMARKS["parity_batched"](quick=True)
     assert res["ratio"] > 1 and res["target"] == ">= 10" and {"sizes", "backend"} <= set(res)
+
+
+def test_order_classes_is_a_two_sided_z_test():
+    assert par.order_classes(0.5, 0.1, 2.5) == [1, -1]
+    assert par.order_classes(0.2, 0.1, 2.5) == [0, -1]  # 2 standard errors from 0: indistinguishable
+    assert par.order_classes(1.1, 0.1, 2.5) == [1, 0]
+    assert par.order_classes(-0.5, 0.1, 2.5) == [-1, -1]
+
+
+def test_fit_with_seed_error_recovers_a_power_law():
+    ns = (6, 8, 10, 12)
+    rng = np.random.default_rng(0)
+    steps = np.array([[3.0 * n ** 1.5] * 8 for n in ns]) * (1 + 0.01 * rng.standard_normal((4, 8)))
+    a, se = par._fit_with_seed_error(ns, steps)
+    assert abs(a - 1.5) < 4 * se and se < 0.05
 
 
 @pytest.mark.slow

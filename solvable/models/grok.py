@@ -410,3 +410,108 @@ def train_split(p: int, fraction: float, runs: int, backend: Backend, seed: int)
     m = min(p * p - 1, max(1, int(round(fraction * p * p))))
     perm = backend.rng(seed).permutations(p * p, runs)
     return perm < m
+
+
+# ============================================================================================
+# Training the quadratic MLP on modular addition (AdamW, weight decay, full batch on a split)
+#
+# The same network as Gromov's, z_q(a, b) = sum_k W_{qk} (U_{ka} + V_{kb})^2, from a Gaussian start, on the
+# mean squared error to the one-hot target over the training pairs (Gromov 2023's setting), with AdamW
+# (decoupled weight decay). Gradients by hand (the network is two matmuls and a square), batched over
+# runs: every run has its own split and initialisation, and all runs are one array program.
+
+
+def modular_targets(p: int, backend: Backend) -> Any:
+    """``(p, p^2)`` one-hot targets of ``a + b mod p`` for the pairs ``(a, b) = divmod(index, p)``."""
+    idx = np.arange(p * p)
+    return backend.asarray((np.arange(p)[:, None] == ((idx // p + idx % p) % p)[None, :]).astype(float))
+
+
+def _forward(U: Any, V: Any, W: Any, backend: Backend) -> tuple[Any, Any, Any]:
+    xp = backend.xp
+    R, N, p = U.shape
+    pre = xp.reshape(U[:, :, :, None] + V[:, :, None, :], (R, N, p * p))
+    h = pre * pre
+    return pre, h, xp.matmul(W, h)  # z: (R, p, p^2)
+
+
+def train_modular_mlp(p: int, width: int, fraction: float, runs: int, backend: Backend, seed: int, steps: int = 600,
+                      lr: float = 0.02, weight_decay: float = 2.0, init_scale: float = 1.0, checkpoints: int = 12,
+                      beta1: float = 0.9, beta2: float = 0.98, eps: float = 1e-8) -> dict:
+    """AdamW on the quadratic MLP for ``runs`` (split, initialisation) draws at once.
+
+    Update (per parameter ``theta``, gradient ``g`` of the mean squared error over the run's training pairs):
+    ``m = beta1 m + (1 - beta1) g``, ``v = beta2 v + (1 - beta2) g^2``,
+    ``theta -= lr (m_hat/(sqrt(v_hat) + eps) + weight_decay theta)`` (bias-corrected ``m_hat``, ``v_hat``).
+    Initial weights ``N(0, init_scale^2/p)`` for ``U, V`` and ``N(0, init_scale^2/width)`` for ``W``.
+
+    Returns ``{"U", "V", "W"}`` (numpy, final), ``"mask"`` (``(runs, p^2)`` training pairs), and per checkpoint
+    ``"steps"``, ``"train_accuracy"``, ``"test_accuracy"``, ``"train_loss"``, ``"test_loss"`` (``(C, runs)``)
+    and ``"fourier_fraction"`` (``(C, runs)``, mean over neurons of :func:`top_frequency_fraction`).
+    """
+    p = check_prime(p)
+    width = check_int("width", width, 1)
+    fraction = check_fraction(fraction)
+    runs = check_int("runs", runs, 1)
+    steps = check_int("steps", steps, 1)
+    lr = check_range("lr", lr, 0.0, None, low_open=True)
+    weight_decay = check_range("weight_decay", weight_decay, 0.0, None)
+    xp = backend.xp
+    rng = backend.rng(seed)
+    mask = xp.astype(train_split(p, fraction, runs, backend, seed + 1), backend.float_dtype)  # (R, p^2)
+    msum = xp.sum(mask, axis=1)
+    Y = modular_targets(p, backend)
+    params = [rng.normal((runs, width, p), init_scale / math.sqrt(p)), rng.normal((runs, width, p), init_scale / math.sqrt(p)),
+              rng.normal((runs, p, width), init_scale / math.sqrt(width))]
+    mom = [xp.zeros_like(x) for x in params]
+    sec = [xp.zeros_like(x) for x in params]
+    cps = set(np.unique(np.linspace(0, steps, checkpoints + 1).round().astype(int)).tolist())
+    rec: dict[str, list] = {k: [] for k in ("steps", "train_accuracy", "test_accuracy", "train_loss", "test_loss",
+                                            "fourier_fraction")}
+    target = np.argmax(backend.to_numpy(Y), axis=0)
+    mask_np = backend.to_numpy(mask)
+
+    def record(t, z):
+        zn = backend.to_numpy(z)
+        correct = (zn.argmax(axis=1) == target[None, :]).astype(float)
+        per_pair = ((zn - backend.to_numpy(Y)[None]) ** 2).sum(axis=1)
+        rec["steps"].append(t)
+        for name, w in (("train", mask_np), ("test", 1 - mask_np)):
+            rec[f"{name}_accuracy"].append((correct * w).sum(axis=1) / w.sum(axis=1))
+            rec[f"{name}_loss"].append((per_pair * w).sum(axis=1) / w.sum(axis=1))
+        rec["fourier_fraction"].append(top_frequency_fraction(*(backend.to_numpy(x) for x in params)).mean(axis=1))
+
+    for t in range(0, steps + 1):
+        U, V, W = params
+        pre, h, z = _forward(U, V, W, backend)
+        if t in cps:
+            record(t, z)
+        if t == steps:
+            break
+        dz = 2.0 * (z - Y[None]) * (mask / msum[:, None])[:, None, :]
+        dW = xp.matmul(dz, xp.matrix_transpose(h))
+        dpre = xp.reshape(2.0 * pre * xp.matmul(xp.matrix_transpose(W), dz), (runs, width, p, p))
+        grads = [xp.sum(dpre, axis=3), xp.sum(dpre, axis=2), dW]
+        c1, c2 = 1 - beta1 ** (t + 1), 1 - beta2 ** (t + 1)
+        for i in range(3):
+            mom[i] = beta1 * mom[i] + (1 - beta1) * grads[i]
+            sec[i] = beta2 * sec[i] + (1 - beta2) * grads[i] * grads[i]
+            params[i] = params[i] - lr * (mom[i] / c1 / (xp.sqrt(sec[i] / c2) + eps) + weight_decay * params[i])
+    out = {k: np.array(v) for k, v in rec.items()}
+    out.update({"U": backend.to_numpy(params[0]), "V": backend.to_numpy(params[1]), "W": backend.to_numpy(params[2]),
+                "mask": mask_np.astype(bool)})
+    return out
+
+
+def top_frequency_fraction(U: np.ndarray, V: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Per run and neuron, the fraction of the squared norm of ``(U_k., V_k., W_.k)`` that lies at the single
+    frequency ``s in {1, ..., (p-1)/2}`` (the pair of Fourier modes ``+-s``) carrying most of it: ``(runs, width)``.
+    1 for Gromov's construction (every neuron a pure cosine at one ``s`` in all three), about
+    ``2 log(p)/p``-ish for a random vector; the constant (``s = 0``) mode counts against it."""
+    U, V, W = (np.asarray(x, dtype=float) for x in (U, V, W))
+    p = U.shape[-1]
+    rows = np.stack([U, V, np.swapaxes(W, -1, -2)], axis=-2)  # (runs, width, 3, p)
+    power = np.abs(np.fft.rfft(rows, axis=-1)) ** 2
+    power[..., 1:] *= 2  # s and p - s (p odd: no Nyquist mode)
+    total = p * (rows ** 2).sum(axis=(-1, -2))
+    return power[..., 1:].sum(axis=-2).max(axis=-1) / np.where(total > 0, total, 1.0)

@@ -44,6 +44,9 @@ __all__ = [
     "majority_coefficient",
     "all_inputs",
     "population_gradient",
+    "drift_time_exponent",
+    "train_mlp_parity",
+    "steps_versus_n",
 ]
 
 
@@ -355,8 +358,12 @@ register(Claim(
 # {-1, +1}^n / sqrt(n), a_j = +-1/m, b = 0 (Barak et al.'s sign initialisation, rescaled).
 #
 # Two heuristics for the growth of the steps with n: the signal-to-noise count 1/c_{k-1}^2 ~ n^{k-1}
-# samples (steps ~ n^{k-1}/B), and the drift time 1/(lr c_{k-1}) ~ n^{(k-1)/2}. Neither fits the
-# measured range (see steps_versus_n); the claim parity.iteration_scaling is not registered yet.
+# samples (steps ~ n^{k-1}/B), and the drift time 1/(lr c_{k-1}) ~ n^{(k-1)/2} (c_j ~ n^{-j/2}, derived in
+# proofs_check/check_parity.py). Neither fits the absolute exponents measured at n <= 32 (see
+# steps_versus_n: the local slope still falls with n); what holds, and is registered as
+# parity.iteration_scaling, is the ordering: the fitted exponent at k = 3 exceeds the one at k = 2 by a
+# margin that excludes 0 (independent of k) and excludes 1 (the n^{k-1} count's increment), consistent
+# with the drift time's increment 1/2 per unit k. That n^O(k) holds asymptotically is not resolved here.
 
 
 def train_mlp_parity(n: int, k: int, width: int, lr: float, batch: int, runs: int, backend: Backend, seed: int,
@@ -427,3 +434,97 @@ def steps_versus_n(k: int, ns: tuple[int, ...], backend: Backend, seed: int = 0,
     fit = loglog_slope(ns, steps)
     return {"n": list(ns), "mean_steps": steps, "failed": failed, "slope": fit.slope, "stderr": fit.stderr,
             "local_slopes": (np.diff(np.log(steps)) / np.diff(np.log(ns))).tolist()}
+
+
+def drift_time_exponent(k: int) -> float:
+    """``(k - 1)/2``: the exponent of ``n`` in the drift time ``1/(lr c_{k-1})`` of the relevant weights,
+    since the Fourier coefficient of Majority at degree ``j`` falls like ``n^{-j/2}`` (O'Donnell 2014,
+    Thm 5.19 with Stirling; derived in proofs_check/check_parity.py).
+
+    >>> drift_time_exponent(3) - drift_time_exponent(2)
+    0.5
+    """
+    return (check_int("k", k, 1) - 1) / 2
+
+
+def order_classes(d: float, se: float, z: float, marks: tuple[float, ...] = (0.0, 1.0)) -> list[int]:
+    """For each mark ``m``: +1 if ``d > m`` by more than ``z se``, -1 if below by more, 0 if indistinguishable
+    (a two-sided z test of ``d = m``)."""
+    return [int(np.sign(d - m)) if abs(d - m) > z * se else 0 for m in marks]
+
+
+@dataclass(frozen=True)
+class IterationScalingParams(Params):
+    lr: float = param(0.3, low=0, low_open=True, high=1.0, domain=(0.3, 0.45), doc="SGD step size")
+    width: int = param(32, low=4, high=256, integer=True, domain=(24, 40), doc="hidden width m")
+
+
+IS_NS = (6, 8, 10, 12)
+_IS = dict(batch=32, runs=24, z=2.5)
+
+
+def _fit_with_seed_error(ns: tuple[int, ...], steps: np.ndarray) -> tuple[float, float]:
+    """Least-squares log-log slope of the mean steps over ``ns`` and its standard error: the seed spread
+    (delta method on each mean, ``runs`` independent seeds per n) combined with the fit's residual error
+    (the curvature of log steps in log n over the range)."""
+    from ..stats import loglog_slope
+
+    means = steps.mean(axis=1)
+    var_log = (steps.std(axis=1, ddof=1) / math.sqrt(steps.shape[1]) / means) ** 2
+    lx = np.log(np.asarray(ns, dtype=float))
+    dx = lx - lx.mean()
+    fit = loglog_slope(ns, means)
+    seed_se = math.sqrt(float((dx ** 2 * var_log).sum())) / float(dx @ dx)
+    return fit.slope, math.hypot(seed_se, fit.stderr)
+
+
+def _measure_iteration(p: IterationScalingParams, backend: Backend, seed: int) -> Measurement:
+    alphas, ses, means, failed = [], [], {}, 0
+    for k in (2, 3):
+        rows = []
+        for i, n in enumerate(IS_NS):
+            s = train_mlp_parity(n, k, p.width, p.lr, _IS["batch"], _IS["runs"], backend, seed + 7919 * i + 104729 * k,
+                                 max_steps=200 * n ** (k - 1) + 2000)["steps"]
+            failed += int((s < 0).sum())
+            rows.append(np.where(s > 0, s, 200 * n ** (k - 1) + 2000))  # a failure counts as the budget (none seen)
+        rows = np.array(rows, dtype=float)
+        a, se = _fit_with_seed_error(IS_NS, rows)
+        alphas.append(a)
+        ses.append(se)
+        means[f"k{k}"] = rows.mean(axis=1).tolist()
+    d, se_d = alphas[1] - alphas[0], math.hypot(*ses)
+    return Measurement(value=order_classes(d, se_d, _IS["z"]), stderr=None,
+                       checks={"every_run_reached_accuracy": failed == 0},
+                       info={"exponent_k2": alphas[0], "stderr_k2": ses[0], "exponent_k3": alphas[1], "stderr_k3": ses[1],
+                             "increment": d, "increment_stderr": se_d, "n": list(IS_NS), "mean_steps": means,
+                             "z": _IS["z"], "batch": _IS["batch"], "runs": _IS["runs"]})
+
+
+register(Claim(
+    id="parity.iteration_scaling",
+    statement=("Online SGD (hinge loss, B = 32, fresh minibatches) on a one-hidden-layer ReLU MLP learns k-sparse "
+               "parities in steps (to minibatch accuracy 0.95) whose fitted log-log exponent in n (over n = 6..12, "
+               "24 seeds each) is larger at k = 3 than at k = 2, by an increment d with 0 < d < 1 at 2.5 standard "
+               "errors: measured [sign(d - 0), sign(d - 1)] = [+1, -1] (0 where a z = 2.5 test cannot tell). The "
+               "exponent is not independent of k, and does not grow like the signal-to-noise count n^{k-1} "
+               "(increment 1); the drift-time heuristic n^{(k-1)/2} (increment 1/2) is consistent with the ordering. "
+               "The absolute exponents (about 0.85 and 1.3 here) match neither heuristic and the local slope at k = 2 "
+               "still falls with n (1.3 to 0.5 over n = 8..32), so n^O(k) as an asymptotic law is not resolved at "
+               "these sizes."),
+    reference=("Barak et al. 2022, arXiv 2207.08799, sec. 3-4 (n^O(k) iterations; the SQ count n^{k-1}); the ordering "
+               "form, the test and the drift-time exponent (k - 1)/2 derived here (proofs_check/check_parity.py)"),
+    params=IterationScalingParams,
+    predicted=lambda p: order_classes(drift_time_exponent(3) - drift_time_exponent(2), 0.0, 1.0),
+    measured=_measure_iteration,
+    tolerance=lambda p, m, be: Tolerance(0.5, (
+        "the measured entries are the outcomes (-1, 0, +1) of two-sided z = 2.5 tests on the exponent increment, whose "
+        "standard error combines the seed spread of the mean steps (24 independent seeds per n, delta method) and "
+        "the log-log fit's residual error; 0.5 only separates the integer outcomes")),
+    error=lambda pred, meas: np.abs(np.asarray(pred, dtype=float) - np.asarray(meas, dtype=float)),
+    mutants={
+        "exponent independent of k": lambda p: order_classes(0.0, 0.0, 1.0),
+        "exponent k - 1 (signal-to-noise count n^{k-1})": lambda p: order_classes(1.0, 0.0, 1.0),
+        "exponent falls with k": lambda p: order_classes(-0.5, 0.0, 1.0),
+    },
+    closed_forms=("drift_time_exponent",),
+))
