@@ -105,3 +105,53 @@ def test_fraction_outside_the_open_unit_interval(fraction):
 def test_train_split_sizes(backend):
     masks = backend.to_numpy(grok.train_split(11, 0.3, 4, backend, seed=1))
     assert masks.shape == (4, 121) and np.all(masks.sum(axis=1) == 36)
+
+
+# ------------------------------------------------------------------------------------------
+# the trained quadratic MLP (AdamW, weight decay): generalizes, weights concentrate on one frequency
+
+
+def test_top_frequency_fraction_is_1_on_gromov_weights_and_small_on_noise():
+    be = get_backend("numpy")
+    U, V, W = (be.to_numpy(x) for x in grok.gromov_weights(11, 16, 2, be, seed=0))
+    np.testing.assert_allclose(grok.top_frequency_fraction(U, V, W), 1.0, rtol=1e-12)
+    rng = np.random.default_rng(0)
+    noise = grok.fourier_concentration(rng.normal(size=(4, 64, 11)), rng.normal(size=(4, 64, 11)), rng.normal(size=(4, 11, 64)))
+    assert (noise < 0.5).all()
+
+
+def test_trained_mlp_generalizes_and_concentrates_over_seeds(backend):
+    out = grok.train_modular_mlp(11, 48, 0.7, 4, backend, seed=0, steps=400, checkpoints=2)
+    assert out["train_accuracy"][-1].min() == 1.0
+    assert out["test_accuracy"][-1].mean() >= 0.9  # a statement over 4 seeds
+    f = out["fourier_fraction"]
+    assert f[0].mean() < 0.45 and f[-1].mean() > 0.8  # from noise (~0.33) to concentrated (saturates ~0.93, not 1)
+
+
+def test_trained_mlp_bad_input():
+    be = get_backend("numpy")
+    with pytest.raises(ValueError, match="fraction=1.5"):
+        grok.train_modular_mlp(11, 8, 1.5, 1, be, 0)
+    with pytest.raises(ValueError, match="p=12"):
+        grok.train_modular_mlp(12, 8, 0.5, 1, be, 0)
+
+
+def test_trained_mlp_same_seed_same_numbers():
+    be = get_backend("numpy")
+    a = grok.train_modular_mlp(5, 8, 0.6, 2, be, seed=1, steps=5)
+    b = grok.train_modular_mlp(5, 8, 0.6, 2, be, seed=1, steps=5)
+    np.testing.assert_array_equal(a["U"], b["U"])
+
+
+def test_grok_batched_benchmark_runs_quick(monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.setattr(sys, "path", [str(folder)] + sys.path)  # bench modules import _timing from there
+    spec = importlib.util.spec_from_file_location("bench_grok", folder / "bench_grok.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.BENCHMARKS["grok_batched"](quick=True)
+    assert res["ratio"] > 1 and res["target"] == ">= 10" and {"sizes", "backend"} <= set(res)

@@ -447,7 +447,7 @@ def train_modular_mlp(p: int, width: int, fraction: float, runs: int, backend: B
 
     Returns ``{"U", "V", "W"}`` (numpy, final), ``"mask"`` (``(runs, p^2)`` training pairs), and per checkpoint
     ``"steps"``, ``"train_accuracy"``, ``"test_accuracy"``, ``"train_loss"``, ``"test_loss"`` (``(C, runs)``)
-    and ``"fourier_fraction"`` (``(C, runs)``, mean over neurons of :func:`top_frequency_fraction`).
+    and ``"fourier_fraction"`` (``(C, runs)``, :func:`fourier_concentration`).
     """
     p = check_prime(p)
     width = check_int("width", width, 1)
@@ -479,7 +479,7 @@ def train_modular_mlp(p: int, width: int, fraction: float, runs: int, backend: B
         for name, w in (("train", mask_np), ("test", 1 - mask_np)):
             rec[f"{name}_accuracy"].append((correct * w).sum(axis=1) / w.sum(axis=1))
             rec[f"{name}_loss"].append((per_pair * w).sum(axis=1) / w.sum(axis=1))
-        rec["fourier_fraction"].append(top_frequency_fraction(*(backend.to_numpy(x) for x in params)).mean(axis=1))
+        rec["fourier_fraction"].append(fourier_concentration(*(backend.to_numpy(x) for x in params)))
 
     for t in range(0, steps + 1):
         U, V, W = params
@@ -515,3 +515,21 @@ def top_frequency_fraction(U: np.ndarray, V: np.ndarray, W: np.ndarray) -> np.nd
     power[..., 1:] *= 2  # s and p - s (p odd: no Nyquist mode)
     total = p * (rows ** 2).sum(axis=(-1, -2))
     return power[..., 1:].sum(axis=-2).max(axis=-1) / np.where(total > 0, total, 1.0)
+
+
+def fourier_concentration(U: np.ndarray, V: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Per run, the share of the network's squared weight norm that lies in each neuron's top frequency:
+    ``sum_k |theta_k|^2 f_k / sum_k |theta_k|^2`` with ``f_k`` from :func:`top_frequency_fraction` (neurons that
+    weight decay has shrunk to noise count in proportion to their norm): ``(runs,)``."""
+    rows = np.stack([np.asarray(U, float), np.asarray(V, float), np.swapaxes(np.asarray(W, float), -1, -2)], axis=-2)
+    norm = (rows ** 2).sum(axis=(-1, -2))
+    return (top_frequency_fraction(U, V, W) * norm).sum(axis=-1) / norm.sum(axis=-1)
+
+
+# grok.trained_is_fourier is not registered: the trained share does not tend to Gromov's 1. Measured (numpy, p = 11,
+# N = 48, fraction 0.7, lr 0.02, weight decay 2, 8 runs): the norm-weighted top-frequency share rises from 0.33 at
+# initialisation to 0.875 (T = 250), 0.930 (T = 500) and then saturates at 0.933 +- 0.002 through T = 2000 (run spread
+# 0.006), with test accuracy 1.0 in every run from T = 250. So the trained weights are far more concentrated than an
+# even spread (2/(p - 1) = 0.2) or two frequencies per neuron (0.5), but keep about 7% of their norm off the top
+# frequency (presumably what the MSE fit needs to cancel the square's harmonics at 0 and 2s); the closed form
+# for that residual is not derived, so no tolerance could be stated without tuning it.
