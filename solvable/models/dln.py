@@ -741,12 +741,6 @@ _RICHARDSON_REASON = (
     "seeds and alphas), plus 3x the runs' unconverged residual sqrt(2nL)/(s_min ||beta||) and round-off")
 
 
-_DISCRETISATION_REASON = (
-    "first-order GD error, read off the run: the flow conserves u_i v_i = alpha_i^2, GD moves log alpha_i "
-    "by delta = max_i |log sqrt(u_i v_i) - log alpha_i| (O(c)); the endpoint's sensitivity "
-    "|d log beta / d log alpha_i| <= 2 gives 2 delta; plus the unconverged residual sqrt(2nL)/(s_min ||beta||)")
-
-
 # -- dln.implicit_bias ----------------------------------------------------------------------------
 
 
@@ -937,7 +931,9 @@ register(Claim(
     statement=("The gradient-flow solution tends to the minimum-l1 interpolator as alpha -> 0 (rich regime) and to "
                "the minimum-l2 interpolator as alpha -> inf (kernel regime); each half is judged against its own "
                "allowance, the finite-alpha gap of argmin Q_alpha (computed from Q_alpha alone: a data-dependent "
-               "power of alpha at small alpha, alpha^-4 at large alpha) plus the run's discretisation error."),
+               "power of alpha at small alpha, alpha^-4 at large alpha) plus the run's discretisation error; "
+               "checked too: ||beta||_1 does not grow from 10 alpha_s to alpha_s, nor ||beta||_2 from alpha_L/10 to "
+               "alpha_L, beyond the runs' errors."),
     reference="Woodworth et al. 2020, arXiv 1906.05827, Theorem 2 and Sec. 3; limits of Q_alpha derived in proofs_check",
     params=KernelRichParams,
     predicted=_predict_limits,
