@@ -296,3 +296,23 @@ def check_fd_gradient_expansion_numerically(gamma, eps, seed):
             size = max(size, float(np.max(2 * np.abs(tt) * np.tile(inner, 2))))
         atol = 2.2e-16 * 400 * (1 + gamma / eps) * size
         np.testing.assert_allclose(err, want, rtol=0, atol=atol)
+
+
+@proves("dln.gr_effective_alpha", "dln.gr_rich_bias")
+def check_kkt_sensitivity_weights_are_read_off_the_parameters():
+    """The allowance for the extrapolated integral propagates d log a_i through the KKT map
+    beta_i = 2 a_i^2 sinh(z_i), z in range(X^T): at fixed z, d beta_i / d log a_i = 2 beta_i, and the
+    z-correction that keeps X beta = y has weights d beta_i / d z_i = 2 a_i^2 cosh(z_i), which equal
+    u_i^2 + v_i^2 at the endpoint (a_i^2 = u_i v_i, beta_i = u_i^2 - v_i^2): so the sensitivity is read
+    off the simulated parameters, without the closed form."""
+    u, v = sp.symbols("u v", positive=True)
+    a, z = sp.symbols("a z", positive=True)
+    la = sp.Symbol("la", real=True)  # log a
+    beta = 2 * a**2 * sp.sinh(z)
+    assert sp.simplify(sp.diff(beta.subs(a, sp.exp(la)), la).subs(la, sp.log(a)) - 2 * beta) == 0
+    weight = sp.diff(beta, z)
+    # at the endpoint: a^2 = u v and sinh z = (u^2 - v^2) / (2 u v), so cosh z = (u^2 + v^2) / (2 u v)
+    z_end = sp.asinh((u**2 - v**2) / (2 * u * v))
+    at_end = sp.factor(sp.simplify(weight.subs({a: sp.sqrt(u * v), z: z_end})), deep=True)
+    assert sp.simplify(sp.sqrtdenest(sp.powdenest(at_end, force=True)) - (u**2 + v**2)) == 0
+    assert sp.simplify(beta.subs({a: sp.sqrt(u * v), z: z_end}) - (u**2 - v**2)) == 0

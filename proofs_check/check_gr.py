@@ -259,6 +259,8 @@ def check_fd_minus_sam_is_linear_in_one_minus_gamma_over_eps():
     h_shift = _at(HV, tp)
     c0 = G - _at(G, tp) + gamma * h_shift  # with v = g = G(theta): the claim's C0
     assert _is_zero((slope - c0).applyfunc(sp.together).applyfunc(sp.numer))
+    # the lowest power of a with a nonzero coefficient is the claim's prediction (C0 is not identically 0)
+    assert not _is_zero(c0) and gr.sam_gap_order() == 1
     # quartic: exact with two more terms (D^3L at theta + gamma v, D^4L constant)
     vq = sp.symbols("w1 w2", real=True)
     dq = _fd_minus_sam(GQ, vq)
@@ -340,6 +342,9 @@ def check_two_step_flooding_displacement():
         # eta^1: s0 (g - grad L(theta0)), zero because the first step moves along g = grad L(theta0)
         assert _is_zero(c[0]) and _is_zero(c[1] - s * (sp.Matrix(V) - G))
         assert _is_zero(c[2] + _HG)
+        # with v = g the displacement starts at eta^2 (H g is not identically 0): the claim's first order
+        at_g = [ck.subs(dict(zip(V, G)), simultaneous=True) for ck in c]
+        assert next(k for k, ck in enumerate(at_g) if not _is_zero(ck)) == gr.flooding_displacement_order()
         assert _is_zero(c[3] + s * _D3GG / 2)
         # solvable's leading term against the derived eta^2 coefficient c[2] at drawn points
         coeff_syms = sorted(L.free_symbols - set(X), key=str)

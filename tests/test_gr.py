@@ -194,13 +194,33 @@ def test_flooded_gd_reports_divergence():
     assert run["diverged"] and isinstance(run["diverged_step"], int) and 1 <= run["diverged_step"] <= 50
 
 
-def test_flooding_residual_fits_order_three():
+def test_flooding_residual_fits_order_three_and_displacement_order_two():
     be = get_backend("numpy")
     model, theta = gr.quartic_problem(be, seed=11, runs=4, d=4)
     c = gr.flooding_residual_curves(model, theta, [1e-4, 1e-3, 1e-2], be)
     for o in ("ascent_first", "descent_first"):
         for r in c[o]["residual"]:
             assert abs(loglog_slope(c["eta"], r).slope - 3) < 0.05  # rho <= 0.03 at eta = 1e-2 here
+        for r, rho in zip(c[o]["displacement"], c[o]["disp_rho"]):
+            # the eta^3 term over the eta^2 one is rho: the local slope is within rho(1+rho)/(1-rho)^2 of 2
+            assert abs(loglog_slope(c["eta"], r).slope - 2) <= gr._local_slope_bound(rho.max()) + 1e-3
+
+
+def test_flooding_displacement_with_a_step_on_L_would_be_first_order():
+    """What the 'full GR step' mutant describes: if the descent step did not cancel the ascent step's
+    move along g (a step on L survives), the displacement would be O(eta); the claim's measurement
+    of the displacement order separates the two on the same curves."""
+    be = get_backend("numpy")
+    model, theta = gr.quartic_problem(be, seed=2, runs=3, d=4)
+    etas = np.array([1e-4, 1e-3, 1e-2])
+    g = model.grad(theta)
+    hg = model.hvp(theta, g)
+    full_gr = [np.linalg.norm(-e * g - e**2 * hg, axis=-1) for e in etas]
+    slopes = [loglog_slope(etas, np.array(full_gr)[:, i]).slope for i in range(3)]
+    assert np.allclose(slopes, 1.0, atol=0.03)  # the eta^2 H g term bends it by ~eta ||Hg|| / ||g||
+    c = gr.flooding_residual_curves(model, theta, etas, be)
+    for r in c["ascent_first"]["displacement"]:
+        assert abs(loglog_slope(etas, r).slope - 2.0) < 0.05
 
 
 # --------------------------------------------------------------------------------------------

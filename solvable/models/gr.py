@@ -71,6 +71,8 @@ __all__ = [
     "quartic_problem",
     "fd_error_order",
     "fd_error_leading",
+    "sam_gap_order",
+    "flooding_displacement_order",
     "flooding_residual_order",
     "flooding_two_step_leading",
     "sam_gap_linear_coefficient",
@@ -372,6 +374,21 @@ def fd_error_leading(kind: str, gamma: float, eps: float, d3_gg: Array, d4_ggg: 
     if kind == "central":
         return (gamma * eps ** 2 / 6.0) * d4_ggg
     return (gamma * eps / 2.0) * d3_gg
+
+
+def sam_gap_order() -> int:
+    """Order in ``a = 1 - gamma/eps`` of ``g_FD(eps) - SAM`` near ``eps = gamma``: 1, a linear law whose
+    zero ``a = 0`` is the identity ``g_FD(gamma) = grad L(theta + gamma grad L)`` (derived in
+    proofs_check: the law's value at ``a = 0`` vanishes and its slope there is ``C0``, see
+    :func:`sam_gap_linear_coefficient`)."""
+    return 1
+
+
+def flooding_displacement_order() -> int:
+    """Order in ``eta`` of the two-step displacement ``theta_2 - theta_0`` of flooded GD across the flood
+    level (ascent then descent, or the reverse): 2, the order of :func:`flooding_two_step_leading`
+    (the ``eta`` terms of the two steps cancel: no step on ``L`` itself; derived in proofs_check)."""
+    return 2
 
 
 def flooding_residual_order() -> int:
@@ -777,10 +794,11 @@ def flooding_residual_curves(model: QuarticModel, theta0: Array, eta_grid: Seque
     The flood level is put half-way to the first-order change of the loss:
     ``b = L(theta0) +- eta ||g0||^2 / 2``, so that ``L(theta0) < b < L(theta1)`` (resp. the
     reverse) for small ``eta`` and flooding alternates; the returned ``signs`` record what
-    actually happened. ``residual`` is ``||theta2 - theta0 + eta^2 H g0||`` (exact HVP), ``fd_gap``
-    the largest relative gap between ``theta2 - theta0`` and ``-eps^2 (g_FD(1, eps) - g0)`` with
-    ``eps = +eta`` (ascent first) or ``-eta`` (descent first). Round-off bound and ``rho`` as in
-    :func:`fd_error_curves`.
+    actually happened. ``displacement`` is ``||theta2 - theta0||`` (with ``disp_rel_roundoff`` and
+    ``disp_rho = eta ||D^3L[g,g]|| / (2 ||H g||)``, the eta^3 term over the eta^2 one), ``residual``
+    ``||theta2 - theta0 + eta^2 H g0||`` (exact HVP), ``fd_gap`` the largest relative gap between
+    ``theta2 - theta0`` and ``-eps^2 (g_FD(1, eps) - g0)`` with ``eps = +eta`` (ascent first) or
+    ``-eta`` (descent first). Round-off bound and ``rho`` as in :func:`fd_error_curves`.
     """
     xp = backend.xp
     nrm = xp.linalg.vector_norm
@@ -790,10 +808,15 @@ def flooding_residual_curves(model: QuarticModel, theta0: Array, eta_grid: Seque
     L0 = model.loss(theta0)
     gg = xp.sum(g0 * g0, axis=-1)
     ratio = _next_term_ratio(model, theta0, g0, backend)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hg_n = backend.to_numpy(nrm(hg, axis=-1))
+        disp_ratio = np.where(hg_n > 0, backend.to_numpy(nrm(model.third(theta0, g0, g0), axis=-1))
+                              / (2.0 * np.where(hg_n > 0, hg_n, 1.0)), np.inf)
     th_norm = backend.to_numpy(nrm(theta0, axis=-1))
     out: dict[str, Any] = {"eta": np.asarray(eta_grid, dtype=float)}
     for order, sgn in (("ascent_first", 1.0), ("descent_first", -1.0)):
         res, rels, rhos, signs, gaps, gap_bounds, divs = [], [], [], [], [], [], []
+        disps, disp_rels, disp_rhos = [], [], []
         for eta in eta_grid:
             b = L0 + sgn * 0.5 * eta * gg
             run = flooded_gd(model.loss, model.grad, theta0, b, eta, 2)
@@ -814,7 +837,12 @@ def flooding_residual_curves(model: QuarticModel, theta0: Array, eta_grid: Seque
             gaps.append(backend.to_numpy(nrm(disp - fd_disp, axis=-1)) / disp_norm)
             # both sides carry the round-off of theta-sized sums and of eta * gradient-sized terms
             gap_bounds.append(backend.roundoff(4 * d) * (th_norm + 2 * eta * scale) / disp_norm)
+            disps.append(disp_norm)
+            disp_rels.append(gap_bounds[-1])
+            disp_rhos.append(eta * disp_ratio)
         out[order] = {"residual": np.stack(res, 1), "rel_roundoff": np.stack(rels, 1), "rho": np.stack(rhos, 1),
+                      "displacement": np.stack(disps, 1), "disp_rel_roundoff": np.stack(disp_rels, 1),
+                      "disp_rho": np.stack(disp_rhos, 1),
                       "signs": np.stack(signs, 1), "fd_gap": np.stack(gaps, 1),
                       "fd_gap_bound": np.stack(gap_bounds, 1), "diverged": any(divs)}
     return out
@@ -889,6 +917,12 @@ register(Claim(
     sweep="eps_max", sweep_values=(0.03, 0.1, 0.3),
     summary=lambda v: float(np.asarray(v, dtype=float)[0]),
     summary_label="order of the forward difference",
+    mutants={
+        "one-sided differences second order (as if centred)": lambda p: [2.0, 2.0, 2.0],
+        "central difference first order (odd terms not cancelled)": lambda p: [1.0, 1.0, 1.0],
+        "central difference third order (next odd power)": lambda p: [1.0, 1.0, 3.0],
+    },
+    closed_forms=("fd_error_order",),
 ))
 
 
@@ -1013,13 +1047,18 @@ register(Claim(
     reference=("Karakida, Takase, Hayase, Osawa 2023, arXiv 2210.02720 (F-GR at eps = gamma and SAM);"
                " Foret et al. 2021, arXiv 2010.01412 (SAM); linear law derived in proofs_check/check_gr.py"),
     params=SAMParams,
-    predicted=lambda p: [1.0],
+    predicted=lambda p: [float(sam_gap_order())],
     measured=_measure_sam,
     tolerance=_tol_sam,
     error=max_abs_error,
     sweep="gamma", sweep_values=(0.01, 0.1, 1.0),
     summary=lambda v: float(np.asarray(v, dtype=float)[0]),
     summary_label="order of ||g_FD - SAM|| in |1 - gamma/eps|",
+    mutants={
+        "quadratic contact at eps = gamma (gap ~ (1 - gamma/eps)^2)": lambda p: [2.0],
+        "SAM radius eps/2, so no zero at eps = gamma (gap -> constant)": lambda p: [0.0],
+    },
+    closed_forms=("sam_gap_order",),
 ))
 
 
@@ -1041,7 +1080,7 @@ def _measure_flooding(p: FloodingParams, backend: Backend, seed: int) -> Measure
     curves = flooding_residual_curves(model, theta0, _grid(p.eta_max, p.decades), backend)
     orders = ("ascent_first", "descent_first")
     if any(curves[o]["diverged"] for o in orders):
-        return Measurement(value=[math.nan, math.nan], diverged=True, diverged_step=2)
+        return Measurement(value=[math.nan] * 4, diverged=True, diverged_step=2)
     # The claim is about steps that straddle the flood level: a point (run, eta) enters only if
     # flooding did alternate there (ascent then descent, or descent then ascent). For large eta the
     # descent step overshoots the level (eta g'Hg > |g|^2) and the point is left out and counted.
@@ -1049,19 +1088,23 @@ def _measure_flooding(p: FloodingParams, backend: Backend, seed: int) -> Measure
     alt = {o: np.all(curves[o]["signs"] == np.asarray(expected[o]), axis=-1) for o in orders}
     fits = {o: _fit_runs(curves["eta"], curves[o]["residual"], curves[o]["rel_roundoff"], curves[o]["rho"], alt[o])
             for o in orders}
+    # the displacement itself, whose order needs no leading term: a step on L would make it O(eta)
+    dfits = {o: _fit_runs(curves["eta"], curves[o]["displacement"], curves[o]["disp_rel_roundoff"],
+                          curves[o]["disp_rho"], alt[o]) for o in orders}
+    all_fits = [dfits[o] for o in orders] + [fits[o] for o in orders]
     return Measurement(
-        value=[float(np.mean(fits[o]["slopes"])) for o in orders],
-        stderr=[float(np.sqrt(np.mean(fits[o]["stderr"] ** 2))) for o in orders],
+        value=[float(np.mean(f["slopes"])) for f in all_fits],
+        stderr=[float(np.sqrt(np.mean(f["stderr"] ** 2))) for f in all_fits],
         checks={
             "alternates_at_smallest_eta": all(bool(np.all(alt[o][:, 0])) for o in orders),
-            "enough_points": all(int(fits[o]["points"].min()) >= _MIN_POINTS for o in orders),
+            "enough_points": all(int(f["points"].min()) >= _MIN_POINTS for f in all_fits),
             # theta2 - theta0 = -eps^2 (g_FD(1, eps) - g0) exactly where flooding alternated; the
             # two sides differ by round-off.
             "equals_fd_step": all(bool(np.all((curves[o]["fd_gap"] <= curves[o]["fd_gap_bound"])[alt[o]]))
                                   for o in orders),
         },
-        info={"bound": [float(np.max(3 * fits[o]["stderr"] + fits[o]["bound"])) for o in orders],
-              "points_min": [int(fits[o]["points"].min()) for o in orders],
+        info={"bound": [float(np.max(3 * f["stderr"] + f["bound"])) for f in all_fits],
+              "points_min": [int(f["points"].min()) for f in all_fits],
               "not_alternating": [int((~alt[o]).sum()) for o in orders],
               "fd_gap_max": [float(np.max(curves[o]["fd_gap"][alt[o]], initial=0.0)) for o in orders]},
     )
@@ -1071,9 +1114,10 @@ def _tol_flooding(p: FloodingParams, m: Measurement, backend: Backend) -> Tolera
     b = m.info.get("bound", [math.inf])
     tol = float(np.max(b)) if np.all(np.isfinite(b)) else math.inf
     return Tolerance(tol, (
-        "per run: 3 x the fit's stderr + the Taylor contamination rho(1+rho)/(1-rho)^2 of the eta^4 term"
-        f" (points kept where rho <= {_RHO_MAX} and flooding alternated) + the slope shift of a"
-        f" <= {_ROUNDOFF_MAX:.0%} round-off bound; the max over runs and both orders"))
+        "per run: 3 x the fit's stderr + the Taylor contamination rho(1+rho)/(1-rho)^2 of the next term"
+        f" (eta^3 over eta^2 for the displacement, eta^4 over eta^3 for the residual; points kept where"
+        f" rho <= {_RHO_MAX} and flooding alternated) + the slope shift of a <= {_ROUNDOFF_MAX:.0%} round-off"
+        " bound; the max over runs, both orders and both fits"))
 
 
 register(Claim(
@@ -1082,16 +1126,26 @@ register(Claim(
                " eta give theta2 - theta0 = -eta (grad L(theta0 + eta g) - g) = -eta^2 H g - (eta^3/2) D^3L[g,g]"
                " + O(eta^4): a step of size eta^2 on the regulariser ||grad L||^2/2 computed by forward finite"
                " difference with eps = eta, with no step on L itself (so 'one GR step' holds for the penalty"
-               " term only); descent then ascent gives the backward difference, eps = -eta. Measured: the"
-               " fitted log-log slope of ||theta2 - theta0 + eta^2 H g|| in eta, [ascent first, descent first]."),
+               " term only); descent then ascent gives the backward difference, eps = -eta. Measured: the fitted"
+               " log-log slopes in eta of ||theta2 - theta0|| (2: no step on L) and of ||theta2 - theta0 + eta^2 H g||"
+               " (3), each [ascent first, descent first], with the exact FD identity as a check."),
     reference=("Karakida, Takase, Hayase, Osawa 2023, arXiv 2210.02720 (flooding performs finite-difference GR);"
                " Ishida et al. 2020, arXiv 2002.08709 (flooding); two-step displacement derived here"),
     params=FloodingParams,
-    predicted=lambda p: [float(flooding_residual_order())] * 2,
+    predicted=lambda p: [float(flooding_displacement_order())] * 2 + [float(flooding_residual_order())] * 2,
     measured=_measure_flooding,
     tolerance=_tol_flooding,
     error=max_abs_error,
     sweep="eta_max", sweep_values=(0.03, 0.1, 0.3),
-    summary=lambda v: float(np.asarray(v, dtype=float)[0]),
+    summary=lambda v: float(np.asarray(v, dtype=float)[2]),
     summary_label="order of the two-step residual (ascent first)",
+    # A wrong two-step displacement shows in the order of the displacement itself, or in the order of
+    # what is left after removing -eta^2 H g (the residual is defined against the statement's term):
+    mutants={
+        "one full GR step (theta2 - theta0 = -eta g - eta^2 H g): displacement and residual O(eta)":
+            lambda p: [1.0, 1.0, 1.0, 1.0],
+        "half the penalty step (-eta^2 H g / 2, gamma = eta/2): residual O(eta^2)": lambda p: [2.0, 2.0, 2.0, 2.0],
+        "the eta^3 terms cancel between the two steps: residual O(eta^4)": lambda p: [2.0, 2.0, 4.0, 4.0],
+    },
+    closed_forms=("flooding_displacement_order", "flooding_residual_order"),
 ))
