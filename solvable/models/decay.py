@@ -448,9 +448,9 @@ def adam_runs(theta_star, l2: float, wd: float, eta: float, steps: int, be: Back
 
 @dataclass(frozen=True)
 class AdamParams(Params):
-    wd: float = param(0.7, low=0, low_open=True, domain=(0.3, 2.0), log=True,
+    wd: float = param(0.7, low=0, low_open=True, domain=(0.7, 2.0), log=True,
                       doc="lambda' of Adam + L2 and lambda of AdamW (torch convention)")
-    eta: float = param(0.1, low=0, low_open=True, domain=(0.05, 0.2), log=True, doc="peak learning rate eta")
+    eta: float = param(0.1, low=0, low_open=True, domain=(0.08, 0.25), log=True, doc="peak learning rate eta")
     d: int = param(6, low=1, high=10**5, integer=True, domain=(2, 10), doc="dimension")
     theta_seed: int = param(0, low=0, high=2**31 - 1, integer=True, domain=(0, 10**6), doc="seed of theta*")
     steps: int = param(1500, low=10, high=10**6, integer=True, doc="steps T of the long run")
@@ -483,8 +483,7 @@ def _adam_tolerance(p: AdamParams, m: Measurement, be: Backend) -> Tolerance:
     w = value[p.d:]
     g = np.abs(w - draw_theta_star(p.d, p.wd, p.theta_seed))
     r = np.minimum(p.wd * np.abs(w), 1 - 1e-12)
-    bias = np.maximum(eps * r / (1 - r), eps / (p.wd * np.maximum(g, eps)))
-    bias = np.where(r < 0.9, eps * r / (1 - r), bias)
+    bias = np.where(r < 0.9, eps * r / (1 - np.minimum(r, 0.9)), eps / (p.wd * np.maximum(g, eps)))
     tol = (np.asarray(m.info["drift"]) + np.asarray(m.info["spread"]) + 2 * np.concatenate([np.zeros(p.d), bias])
            + be.roundoff(100) * np.maximum(np.abs(value), 1.0))
     return Tolerance(tol, "convergence: the change of the batch mean from T/2 to T steps plus the spread over "
