@@ -254,7 +254,8 @@ def _second_order_solution(tau, delta, x0, x1, t: int):
     where the roots are real)."""
     tau = np.asarray(tau, dtype=complex)
     r = np.sqrt(np.asarray(delta, dtype=complex))
-    phi = np.arccos(tau / (2 * r))
+    with np.errstate(divide="ignore", invalid="ignore"):  # delta = 0 (mu = 0): one-term recurrence
+        phi = np.arccos(tau / (2 * np.where(r == 0, 1, r)))
 
     def U(k):
         if k == 0:
@@ -264,6 +265,8 @@ def _second_order_solution(tau, delta, x0, x1, t: int):
         ratio = np.where(small, k + 0j, np.sin(k * phi) / np.where(small, 1, sphi))
         return r ** (k - 1) * ratio
 
+    if np.all(np.asarray(delta) == 0):
+        return np.real(tau ** (t - 1) * x1)
     return np.real(U(t) * x1 - np.asarray(delta) * U(t - 1) * x0)
 
 
@@ -453,7 +456,7 @@ class AdamParams(Params):
     eta: float = param(0.1, low=0, low_open=True, domain=(0.08, 0.25), log=True, doc="peak learning rate eta")
     d: int = param(6, low=1, high=10**5, integer=True, domain=(2, 10), doc="dimension")
     theta_seed: int = param(0, low=0, high=2**31 - 1, integer=True, domain=(0, 10**6), doc="seed of theta*")
-    steps: int = param(1500, low=10, high=10**6, integer=True, doc="steps T of the long run")
+    steps: int = param(1500, low=100, high=10**6, integer=True, domain=(1200, 2000), doc="steps T of the long run")
     beta2: float = param(0.9, low=0, high=1, high_open=True, domain=(0.9, 0.95), doc="second-moment decay beta2")
 
 
