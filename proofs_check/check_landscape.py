@@ -189,3 +189,27 @@ def check_batchnorm_removes_per_filter_scale():
 
     scaled = bn([cj * ui for ui in u])
     assert all(sp.simplify(a - b) == 0 for a, b in zip(scaled, bn(list(u))))
+
+
+@proves("landscape.mode_connectivity")
+def check_least_squares_segment_lies_below_its_chord():
+    """L(theta) = ||X theta - y||^2/(2n) with symbolic X (n = 3, p = 2), y, endpoints a, b: sympy expands
+    L((1-t) a + t b) - (1-t) L(a) - t L(b) and finds c t (1-t) ||X (b - a)||^2/(2n) with c = -1."""
+    n, p = 3, 2
+    X = sp.Matrix(n, p, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))
+    y = sp.Matrix(n, 1, lambda i, j: sp.Symbol(f"y{i}", real=True))
+    a = sp.Matrix(p, 1, lambda i, j: sp.Symbol(f"a{i}", real=True))
+    b = sp.Matrix(p, 1, lambda i, j: sp.Symbol(f"b{i}", real=True))
+    t = sp.Symbol("t", real=True)
+
+    def loss(th):
+        r = X * th - y
+        return (r.T * r)[0, 0] / (2 * n)
+
+    gap = sp.expand(loss((1 - t) * a + t * b) - (1 - t) * loss(a) - t * loss(b))
+    d = X * (b - a)
+    scale = sp.expand(t * (1 - t) * (d.T * d)[0, 0] / (2 * n))
+    c = sp.simplify(gap / scale)
+    assert c.is_Integer and float(c) == L.linear_chord_gap_coefficient()
+    # so the barrier max_t [L(t) - chord(t)] over [0, 1] is 0, attained at the endpoints
+    assert L.mode_connectivity_classes()[0] == float(c)

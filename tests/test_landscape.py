@@ -103,7 +103,8 @@ def test_per_neuron_relu_rescaling_breaks_filter_normalization_over_seeds():
     assert min(changes) > 1e-3
 
 
-@pytest.mark.parametrize("cid", ["landscape.bn_gradient_identity", "landscape.filter_norm_invariance"])
+@pytest.mark.parametrize("cid", ["landscape.bn_gradient_identity", "landscape.filter_norm_invariance",
+                                 "landscape.mode_connectivity"])
 def test_same_seed_same_numbers(cid):
     c = get(cid)
     a = c.measure(c.params(), backend="torch", seed=5).value
@@ -114,3 +115,39 @@ def test_same_seed_same_numbers(cid):
 def test_numpy_request_runs_on_torch_cpu():
     v = get("landscape.bn_gradient_identity").check(backend="numpy")
     assert v.passed and v.backend == "torch"
+
+
+# ---- mode connectivity
+
+def test_linear_model_segment_is_exactly_below_its_chord():
+    out = L.train_pairs(1, 0.05, 4, 3, steps=50, linear=True)
+    t = out["t"]
+    pred = -(t * (1 - t))[:, None] * out["gap_scale"][0][None, :]
+    np.testing.assert_allclose(out["gap"][:, 0, :], pred, atol=1e3 * EPS * out["losses"].max())
+    assert out["barrier"].max() <= 1e3 * EPS * out["losses"].max()
+
+
+def test_padded_widths_equal_separate_runs_in_shape_and_stay_zero():
+    out = L.train_pairs((2, 6), 0.05, 3, 0, steps=20)
+    assert out["losses"].shape == (11, 2, 3) and out["barrier"].shape == (2, 3)
+    assert np.all(out["barrier"] >= 0)
+
+
+def test_network_barrier_positive_over_seeds():
+    # a statement over 8 pairs of seeds, not one run: the mean barrier at width 16 is clearly above 0
+    out = L.train_pairs(16, 0.05, 8, 11, steps=200)
+    b = out["barrier"][0]
+    assert b.mean() > 3 * b.std(ddof=1) / np.sqrt(b.size)
+
+
+def test_train_pairs_bad_input():
+    with pytest.raises(ValueError, match="lr"):
+        L.train_pairs(4, -0.1, 2, 0)
+    with pytest.raises(ValueError, match="width"):
+        L.train_pairs(0, 0.1, 2, 0)
+
+
+def test_mode_connectivity_divergence_is_a_result():
+    c = get("landscape.mode_connectivity")
+    m = c.measured(c.params(lr=5.0, width=16), TB, 0)
+    assert m.diverged
