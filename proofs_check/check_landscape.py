@@ -213,3 +213,36 @@ def check_least_squares_segment_lies_below_its_chord():
     assert c.is_Integer and float(c) == L.linear_chord_gap_coefficient()
     # so the barrier max_t [L(t) - chord(t)] over [0, 1] is 0, attained at the endpoints
     assert L.mode_connectivity_classes()[0] == float(c)
+
+
+@proves("landscape.bn_smoothness")
+def check_batchnorm_scale_invariance_shrinks_gradient_and_curvature():
+    """The mechanism (Arora, Li, Lyu 2018, arXiv 1812.03981): a layer followed by BatchNorm (eps = 0) makes the
+    loss invariant to the scale of its weights, L(c w) = L(w); sympy differentiates a BN unit over a batch of 3
+    with symbolic weights w and finds <w, grad L> = 0, grad L(c w) = grad L(w)/c and Hess L(c w) = Hess L(w)/c^2,
+    so the gradient-difference ratios measured by the claim (predictiveness, effective beta) fall as the weight
+    norm grows along training, which a network without BN does not have. The claim's sign ([-1, -1]) is
+    measured; this derives why it is a decrease, not an increase."""
+    w = sp.symbols("w1:3", real=True)
+    c = sp.Symbol("c", positive=True)
+    xs = [(1, 2), (-1, sp.Rational(1, 2)), (3, -1)]
+    gs = [sp.Rational(1, 3), -2, sp.Rational(5, 4)]          # a fixed upstream linear loss, and its square
+
+    def loss(ww):
+        u = [ww[0] * a + ww[1] * b for a, b in xs]
+        mu = sum(u) / 3
+        sd = sp.sqrt(sum((ui - mu) ** 2 for ui in u) / 3)
+        z = [(ui - mu) / sd for ui in u]
+        return sum(gi * zi for gi, zi in zip(gs, z)) ** 2
+
+    Lw = loss(w)
+    Lc = loss([c * wi for wi in w])  # L(c w)
+    grad = [sp.diff(Lw, wi) for wi in w]
+    pt = {w[0]: sp.Rational(3, 2), w[1]: sp.Rational(-2, 3)}
+    assert sp.simplify((Lc - Lw).subs(pt)) == 0
+    assert sp.simplify(sum(wi * gi for wi, gi in zip(w, grad)).subs(pt)) == 0
+    cpt = {wi: c * v for wi, v in pt.items()}
+    assert all(sp.simplify(g.subs(cpt) - g.subs(pt) / c) == 0 for g in grad)
+    H = sp.hessian(Lw, w)
+    assert all(sp.simplify(H[i, j].subs(cpt) - H[i, j].subs(pt) / c ** 2) == 0 for i in range(2) for j in range(2))
+    assert np.all(L.bn_smoothness_classes() == -1)

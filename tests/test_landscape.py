@@ -104,7 +104,7 @@ def test_per_neuron_relu_rescaling_breaks_filter_normalization_over_seeds():
 
 
 @pytest.mark.parametrize("cid", ["landscape.bn_gradient_identity", "landscape.filter_norm_invariance",
-                                 "landscape.mode_connectivity"])
+                                 "landscape.mode_connectivity", "landscape.bn_smoothness"])
 def test_same_seed_same_numbers(cid):
     c = get(cid)
     a = c.measure(c.params(), backend="torch", seed=5).value
@@ -151,3 +151,37 @@ def test_mode_connectivity_divergence_is_a_result():
     c = get("landscape.mode_connectivity")
     m = c.measured(c.params(lr=5.0, width=16), TB, 0)
     assert m.diverged
+
+
+# ---- BatchNorm smoothness
+
+def test_smoothness_metrics_shapes_positive_and_bn_forward_normalises():
+    out = L.smoothness_along_path(True, 0.05, 3, 0, steps=9, every=4)
+    assert out["metrics"].shape == (3, 3) and np.all(out["metrics"] > 0) and not out["diverged"]
+    P = [torch.randn(2, 5, 4, dtype=torch.float64), torch.zeros(2, 5, dtype=torch.float64),
+         torch.randn(2, 5, 5, dtype=torch.float64), torch.zeros(2, 5, dtype=torch.float64),
+         torch.randn(2, 5, dtype=torch.float64)]
+    X = torch.randn(2, 16, 4, dtype=torch.float64)
+    # BN (eps = 1e-5, so up to relative order eps/var) makes the output invariant to the first layer's scale
+    P2 = [3.0 * P[0]] + P[1:]
+    np.testing.assert_allclose(L._mlp_bn_forward(P, X, True), L._mlp_bn_forward(P2, X, True), rtol=1e-4)
+    assert not np.allclose(L._mlp_bn_forward(P, X, False), L._mlp_bn_forward(P2, X, False))
+
+
+def test_effective_beta_of_a_quadratic_is_its_curvature_along_the_gradient():
+    # the definition on L = x^T A x / 2: the ratio is ||A g||/||g|| for every eta (the claim measures its max)
+    A = np.diag([1.0, 4.0])
+    x = np.array([1.0, 1.0])
+    g = A @ x
+    for eta in (0.1, 0.5):
+        assert np.isclose(np.linalg.norm(A @ x - A @ (x - eta * g)) / np.linalg.norm(eta * g),
+                          np.linalg.norm(A @ g) / np.linalg.norm(g))
+
+
+def test_bn_smoothness_bad_input_and_divergence():
+    with pytest.raises(ValueError, match="lr"):
+        L.smoothness_along_path(False, 0.0, 4, 0)
+    with pytest.raises(ValueError, match="runs"):
+        L.smoothness_along_path(False, 0.1, 1, 0)
+    c = get("landscape.bn_smoothness")
+    assert c.measured(c.params(lr=8.0), TB, 0).diverged

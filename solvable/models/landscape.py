@@ -558,3 +558,147 @@ register(Claim(
     sweep="width", sweep_values=(16, 32, 48),
     backends=("torch",),
 ))
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm and smoothness along the training path
+#
+# Santurkar et al. (sec. 3.1, Fig. 4) measure, at points x of the training path, along the gradient
+# g = grad L(x) over step sizes eta in a range:
+#   loss variation      max_eta L(x - eta g) - min_eta L(x - eta g)   (eta = 0 included),
+#   predictiveness      max_eta ||grad L(x) - grad L(x - eta g)||,
+#   effective beta      max_eta ||grad L(x) - grad L(x - eta g)|| / ||eta g||,
+# on the same minibatch, and find all three smaller with BatchNorm. Here: a 10 -> 24 -> 24 -> 1 ReLU
+# MLP with and without BN after each hidden layer (batch statistics, eps = 1e-5), the same
+# initial weights, minibatches and learning rate; eta in {0.5, 1, 2, 4} x lr.
+
+SMOOTHNESS_METRICS = ("loss_variation", "gradient_predictiveness", "effective_beta")
+
+
+def bn_smoothness_classes() -> np.ndarray:
+    """``[-1, -1]``: the outcomes of two-sided z tests that the mean log ratio (BN / no BN) over seeds
+    of the gradient predictiveness and of the effective beta-smoothness is below 0."""
+    return np.array([-1.0, -1.0])
+
+
+def _mlp_bn_forward(P: list, X: Any, bn: bool) -> Any:
+    import torch
+
+    W1, b1, W2, b2, a = P
+
+    def norm(h):
+        if not bn:
+            return h
+        return (h - h.mean(1, keepdim=True)) / (h.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+
+    h = torch.relu(norm(torch.einsum("kwd,kbd->kbw", W1, X) + b1[:, None]))
+    h = torch.relu(norm(torch.einsum("kvw,kbw->kbv", W2, h) + b2[:, None]))
+    return torch.einsum("kbv,kv->kb", h, a)
+
+
+def smoothness_along_path(bn: bool, lr: float, runs: int, seed: int, steps: int = 80, every: int = 8,
+                          width: int = 24, d: int = 10, n: int = 256, batch: int = 32,
+                          etas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0), device: Any = "cpu",
+                          dtype: Any = None) -> dict[str, Any]:
+    """Train ``runs`` MLPs (``d -> width -> width -> 1``, ReLU, BN after each hidden layer if ``bn``)
+    by minibatch SGD on ``L = mean (f - y)^2 / 2`` (target ``tanh(2 u_0.x)(u_1.x) + sin(2 u_2.x)``, ``n``
+    Gaussian inputs), and every ``every`` steps record the three metrics of Santurkar et al. along the
+    gradient on the current minibatch (``eta`` in ``etas`` times ``lr``). Data, initial weights and
+    minibatches depend only on ``seed`` (the same with and without BN). Returns ``metrics``
+    (``3, runs``: each metric's mean over the checkpoints), ``loss`` (final minibatch losses, ``runs``)
+    and ``diverged``."""
+    import torch
+
+    check_range("lr", lr, 0.0, None, low_open=True)
+    runs = check_int("runs", runs, 2)
+    width = check_int("width", width, 1)
+    dt = dtype or torch.float64
+    g = torch.Generator().manual_seed(int(seed))
+    rn = lambda *s: torch.randn(s, generator=g, dtype=torch.float64).to(device=device, dtype=dt)
+    X = rn(n, d)
+    U = rn(3, d) / math.sqrt(d)
+    Y = torch.tanh(2 * X @ U[0]) * (X @ U[1]) + torch.sin(2 * X @ U[2])
+    z = lambda *s: torch.zeros(s, device=device, dtype=dt)
+    P = [rn(runs, width, d) / math.sqrt(d), z(runs, width), rn(runs, width, width) * math.sqrt(2 / width),
+         z(runs, width), rn(runs, width) / math.sqrt(width)]
+    E = torch.tensor(etas, dtype=dt, device=device) * lr
+    ne = len(etas)
+    rec = []
+    for s in range(steps):
+        idx = torch.randint(0, n, (runs, batch), generator=g).to(device)
+        Xb, Yb = X[idx], Y[idx]
+        P = [p.detach().requires_grad_(True) for p in P]
+        L = 0.5 * ((_mlp_bn_forward(P, Xb, bn) - Yb) ** 2).mean(1)
+        G = torch.autograd.grad(L.sum(), P)   # runs are independent: grad of the sum is each run's
+        if s % every == 0:
+            Q = [(p.detach()[None] - E.reshape(-1, *[1] * p.dim()) * gg[None]).reshape(ne * runs, *p.shape[1:])
+                 .requires_grad_(True) for p, gg in zip(P, G)]
+            Le = 0.5 * ((_mlp_bn_forward(Q, Xb.repeat(ne, 1, 1), bn) - Yb.repeat(ne, 1)) ** 2).mean(1)
+            Ge = torch.autograd.grad(Le.sum(), Q)
+            gnorm = torch.sqrt(sum((gg ** 2).flatten(1).sum(1) for gg in G))
+            diff = torch.sqrt(sum(((ge.reshape(ne, runs, *gg.shape[1:]) - gg[None]) ** 2).flatten(2).sum(2)
+                                  for ge, gg in zip(Ge, G)))
+            allL = torch.cat([L.detach()[None], Le.detach().reshape(ne, runs)], 0)
+            rec.append(torch.stack([allL.max(0).values - allL.min(0).values, diff.max(0).values,
+                                    (diff / (E[:, None] * gnorm[None])).max(0).values]))
+        P = [p.detach() - lr * gg for p, gg in zip(P, G)]
+    M = torch.stack(rec).mean(0)
+    ok = bool(torch.isfinite(M).all()) and bool(torch.isfinite(L).all())
+    return {"metrics": M.cpu().numpy(), "loss": L.detach().cpu().numpy(), "diverged": not ok}
+
+
+@dataclass(frozen=True)
+class BNSmoothnessParams(Params):
+    lr: float = param(0.08, low=0, low_open=True, high=10.0, domain=(0.04, 0.15), log=True,
+                      doc="SGD step size, the same with and without BatchNorm")
+
+
+_BS = dict(runs=16, z=2.5)
+
+
+def _measure_bn_smoothness(p: BNSmoothnessParams, backend: Backend, seed: int) -> Measurement:
+    import torch
+
+    dev = backend.device if backend.name == "torch" else "cpu"
+    dt = torch.float64 if backend.name != "torch" else backend.float_dtype
+    plain = smoothness_along_path(False, p.lr, _BS["runs"], seed, device=dev, dtype=dt)
+    withbn = smoothness_along_path(True, p.lr, _BS["runs"], seed, device=dev, dtype=dt)
+    if plain["diverged"] or withbn["diverged"]:
+        return Measurement(value=np.full(2, np.nan), diverged=True, diverged_step=80)
+    lr_ = np.log(withbn["metrics"] / plain["metrics"])          # (3, runs): paired by seed
+    mean, se = lr_.mean(1), lr_.std(1, ddof=1) / math.sqrt(lr_.shape[1])
+    zs = mean / se
+    cls = [float(np.sign(zi)) if abs(zi) > _BS["z"] else 0.0 for zi in zs]
+    return Measurement(value=np.array(cls[1:]), info={
+        "log_ratio_mean": dict(zip(SMOOTHNESS_METRICS, mean.tolist())),
+        "log_ratio_stderr": dict(zip(SMOOTHNESS_METRICS, se.tolist())),
+        "z": dict(zip(SMOOTHNESS_METRICS, zs.tolist())),
+        "loss_variation_class": cls[0],
+        "final_loss_no_bn": float(plain["loss"].mean()), "final_loss_bn": float(withbn["loss"].mean()),
+        "runs": _BS["runs"], "z_threshold": _BS["z"]})
+
+
+register(Claim(
+    id="landscape.bn_smoothness",
+    statement=("Along the SGD path of a 10-24-24-1 ReLU MLP (synthetic regression, batch 32, 80 steps, 16 paired seeds: "
+               "same data, initial weights and minibatches with and without BatchNorm, same lr in [0.04, 0.15]), the "
+               "gradient predictiveness max_eta ||grad L(x) - grad L(x - eta g)|| and the effective beta-smoothness "
+               "(the same over ||eta g||), eta in {0.5, 1, 2, 4} lr, are smaller with BatchNorm: the mean log ratio BN/no-BN "
+               "is below 0 at z = 2.5 (measured [-1, -1]). The third quantity of Santurkar et al. Fig. 4, the loss "
+               "variation along the gradient, is not smaller at every lr: larger with BN at lr = 0.04 (log ratio +0.3 to "
+               "+0.4, z > 3), smaller at lr = 0.15 (-0.5 to -1.0); it is reported (info), not claimed."),
+    reference="Santurkar, Tsipras, Ilyas, Madry 2018, arXiv 1805.11604, sec. 3.1 and Fig. 4; the paired-seed z test here",
+    params=BNSmoothnessParams,
+    predicted=lambda p: bn_smoothness_classes(),
+    measured=_measure_bn_smoothness,
+    tolerance=lambda p, m, be: Tolerance(0.5, (
+        "the entries are outcomes (-1, 0, +1) of two-sided z = 2.5 tests on the mean over 16 paired seeds of "
+        "log(metric with BN / metric without); 0.5 only separates the integer outcomes")),
+    error=lambda pred, meas: np.abs(np.asarray(pred, dtype=float) - np.asarray(meas, dtype=float)),
+    mutants={"no difference with BatchNorm": lambda p: np.array([0.0, 0.0]),
+             "BatchNorm makes the landscape rougher": lambda p: np.array([1.0, 1.0]),
+             "predictiveness improves, beta-smoothness does not": lambda p: np.array([-1.0, 0.0])},
+    closed_forms=("bn_smoothness_classes",),
+    sweep="lr", sweep_values=(0.04, 0.08, 0.15),
+    backends=("torch",),
+))
