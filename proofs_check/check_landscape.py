@@ -246,3 +246,30 @@ def check_batchnorm_scale_invariance_shrinks_gradient_and_curvature():
     H = sp.hessian(Lw, w)
     assert all(sp.simplify(H[i, j].subs(cpt) - H[i, j].subs(pt) / c ** 2) == 0 for i in range(2) for j in range(2))
     assert np.all(L.bn_smoothness_classes() == -1)
+
+
+@proves("landscape.taxonomy")
+def check_least_squares_hessian_trace_and_convexity():
+    """For L(w) = ||X w - y||^2/(2n), sympy differentiates twice: the Hessian is X^T X/n, free of w and y;
+    E tr(X^T X/n) = (1/n) sum_i E ||x_i||^2 = tr Sigma for x ~ N(0, Sigma) (each E x_k^2 = Sigma_kk), so the
+    closed form is tr Sigma at every load; and H is positive semidefinite, so the barrier is 0."""
+    n, p = 3, 2
+    X = sp.Matrix(n, p, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))
+    y = sp.Matrix(n, 1, lambda i, j: sp.Symbol(f"y{i}", real=True))
+    w = sp.Matrix(p, 1, lambda i, j: sp.Symbol(f"w{i}", real=True))
+    r = X * w - y
+    Lw = (r.T * r)[0, 0] / (2 * n)
+    H = sp.hessian(Lw, list(w))
+    assert sp.simplify(H - X.T * X / n) == sp.zeros(p, p)
+    assert all(sp.diff(H[i, j], v) == 0 for i in range(p) for j in range(p) for v in list(w) + list(y))
+    # expectation of the trace: replace x_ik^2 by Sigma_kk (Gaussian second moments), cross terms absent
+    sig = sp.symbols(f"S1:{p + 1}", positive=True)
+    tr = sp.expand(H.trace())
+    Etr = tr.subs({X[i, k] ** 2: sig[k] for i in range(n) for k in range(p)})
+    assert sp.simplify(Etr - sum(sig)) == 0
+    for pp, s in ((16, 1.0), (32, 0.5)):
+        pred = L.taxonomy_prediction(pp, s)
+        assert np.allclose(pred[:3], sum(float(k) ** (-s) for k in range(1, pp + 1))) and pred[3] == 0
+    # PSD: v^T H v = ||X v||^2/n
+    v = sp.Matrix(p, 1, sp.symbols("v1:3", real=True))
+    assert sp.simplify((v.T * H * v)[0, 0] - ((X * v).T * (X * v))[0, 0] / n) == 0

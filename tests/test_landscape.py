@@ -104,7 +104,7 @@ def test_per_neuron_relu_rescaling_breaks_filter_normalization_over_seeds():
 
 
 @pytest.mark.parametrize("cid", ["landscape.bn_gradient_identity", "landscape.filter_norm_invariance",
-                                 "landscape.mode_connectivity", "landscape.bn_smoothness"])
+                                 "landscape.mode_connectivity", "landscape.bn_smoothness", "landscape.taxonomy"])
 def test_same_seed_same_numbers(cid):
     c = get(cid)
     a = c.measure(c.params(), backend="torch", seed=5).value
@@ -185,3 +185,26 @@ def test_bn_smoothness_bad_input_and_divergence():
         L.smoothness_along_path(False, 0.1, 1, 0)
     c = get("landscape.bn_smoothness")
     assert c.measured(c.params(lr=8.0), TB, 0).diverged
+
+
+# ---- taxonomy proxy
+
+def test_taxonomy_grid_shapes_zero_barrier_and_exact_sharpness():
+    o = L.taxonomy_grid(8, 1.0, 0, runs=3, steps=60, probes=16)
+    assert np.asarray(o["barrier"]).shape == (3, 3) and np.all(np.asarray(o["barrier"]) <= 1e-12)
+    assert np.all(np.abs(o["sharp"] - o["sharp_exact"]) <= o["sharp_resid"] + 1e-10)
+    assert np.all((o["cka"] >= 0) & (o["cka"] <= 1 + 1e-12))
+
+
+def test_taxonomy_prediction_limits_and_bad_input():
+    np.testing.assert_allclose(L.taxonomy_prediction(5, 0.0), [5, 5, 5, 0])
+    with pytest.raises(ValueError, match="p"):
+        L.taxonomy_prediction(0, 1.0)
+    with pytest.raises(ValueError, match="p"):
+        L.taxonomy_grid(1, 1.0, 0)
+
+
+def test_taxonomy_below_interpolation_threshold_runs_disagree_over_seeds():
+    # a statement over 6 pairs of seeds: test-prediction CKA at load 0.5 is below the one at load 8
+    o = L.taxonomy_grid(16, 1.0, 3, runs=6, steps=150, probes=8)
+    assert o["cka"][0].mean() < o["cka"][2].mean()

@@ -702,3 +702,169 @@ register(Claim(
     sweep="lr", sweep_values=(0.04, 0.08, 0.15),
     backends=("torch",),
 ))
+
+
+# --------------------------------------------------------------------------------------------
+# A solvable proxy of Yang et al.'s load-temperature taxonomy
+#
+# Least squares L(w) = ||X w - y||^2/(2n), x ~ N(0, Sigma) with Sigma = diag(k^{-s}), k = 1..p,
+# y = x.w* + noise; load alpha = n/p, temperature tau = eta/B (minibatch SGD). The Hessian is
+# H = X^T X/n for every w: sharpness and trace are those of one matrix, E tr H = tr Sigma exactly, and
+# the loss is convex, so the barrier between any two runs is 0 (L(t) lies below its chord). The
+# similarity of two independent runs' test predictions (linear CKA) is what the load and temperature
+# change: below alpha = 1 the runs keep their initial null-space components (different
+# interpolators), and a higher temperature spreads the stationary SGD iterates.
+
+
+def taxonomy_prediction(p: int, s: float) -> np.ndarray:
+    """``[tr Sigma, tr Sigma, tr Sigma, 0]``: ``E tr(X^T X/n) = tr Sigma`` at each load of the grid
+    (``Sigma = diag(k^{-s})``), and the barrier between independent runs of a convex loss, 0."""
+    p = check_int("p", p, 1)
+    t = float(np.sum(np.arange(1, p + 1, dtype=float) ** (-float(s))))
+    return np.array([t, t, t, 0.0])
+
+
+TAXONOMY_LOADS = (0.5, 2.0, 8.0)
+TAXONOMY_BATCHES = (2, 8, 32)
+
+
+def taxonomy_grid(p: int, s: float, seed: int, runs: int = 6, eta: float = 0.2, steps: int = 300,
+                  probes: int = 64, noise: float = 0.3, device: Any = "cpu", dtype: Any = None) -> dict[str, Any]:
+    """Over loads ``alpha`` in :data:`TAXONOMY_LOADS` and batch sizes ``B`` in :data:`TAXONOMY_BATCHES`
+    (temperature ``eta/B``), train ``2 runs`` least-squares models by SGD from independent
+    ``N(0, I)`` initialisations, and measure: the Hutchinson trace of ``H = X^T X/n`` (Rademacher
+    probes, HVPs by autograd) and its standard error; the sampling standard error of ``tr(X^T X/n)``
+    (row norms); the top eigenvalue by power iteration on HVPs with its residual; the barrier along
+    the segment between the two runs of each pair (over the endpoint loss); the linear CKA of their
+    test predictions."""
+    import torch
+
+    p = check_int("p", p, 2)
+    dt = dtype or torch.float64
+    g = torch.Generator().manual_seed(int(seed))
+    rn = lambda *sh: torch.randn(sh, generator=g, dtype=torch.float64).to(device=device, dtype=dt)
+    sd = torch.arange(1, p + 1, dtype=dt, device=device) ** (-float(s) / 2)
+    wstar = rn(p)
+    Xte = rn(512, p) * sd
+    nl, nb = len(TAXONOMY_LOADS), len(TAXONOMY_BATCHES)
+    out = {k: np.zeros((nl,)) for k in ("trace", "trace_se", "rows_se", "sharp", "sharp_resid", "sharp_exact")}
+    out.update(barrier=np.zeros((nl, nb)), cka=np.zeros((nl, nb)), cka_se=np.zeros((nl, nb)), loss=np.zeros((nl, nb)))
+    diverged = False
+    for i, alpha in enumerate(TAXONOMY_LOADS):
+        n = int(round(alpha * p))
+        X = rn(n, p) * sd
+        y = X @ wstar + noise * rn(n)
+        # Hessian of the loss by autograd HVPs (the loss is quadratic: H is the same at every w)
+        w = torch.zeros(p, device=device, dtype=dt, requires_grad=True)
+        gr = torch.autograd.grad(0.5 * ((X @ w - y) ** 2).mean(), w, create_graph=True)[0]
+
+        def hvp(V):
+            return torch.stack([torch.autograd.grad(gr @ v, w, retain_graph=True)[0] for v in V])
+
+        V = (torch.randint(0, 2, (probes, p), generator=g).to(device=device, dtype=dt) * 2 - 1)
+        q = (V * hvp(V)).sum(1)
+        out["trace"][i], out["trace_se"][i] = float(q.mean()), float(q.std() / math.sqrt(probes))
+        r2 = (X * X).sum(1)
+        out["rows_se"][i] = float(r2.std() / math.sqrt(n))
+        v = torch.ones(p, device=device, dtype=dt) / math.sqrt(p)
+        for _ in range(60):
+            hv = hvp(v[None])[0]
+            v = hv / hv.norm()
+        hv = hvp(v[None])[0]
+        rho = float(v @ hv)
+        out["sharp"][i], out["sharp_resid"][i] = rho, float((hv - rho * v).norm())
+        out["sharp_exact"][i] = float(np.linalg.eigvalsh((X.T @ X / n).cpu().numpy()).max())
+        # SGD, every batch size at once: runs stacked on a leading axis
+        K = 2 * runs
+        W = rn(nb, K, p)
+        Bs = torch.tensor(TAXONOMY_BATCHES, device=device)
+        bmax = max(TAXONOMY_BATCHES)
+        mask = (torch.arange(bmax, device=device)[None, :] < Bs[:, None]).to(dt)     # (nb, bmax)
+        for _ in range(steps):
+            idx = torch.randint(0, n, (nb, K, bmax), generator=g).to(device)
+            Xb, yb = X[idx], y[idx]
+            r = (torch.einsum("jkbp,jkp->jkb", Xb, W) - yb) * mask[:, None, :]
+            W = W - eta * torch.einsum("jkb,jkbp->jkp", r, Xb) / Bs[:, None, None].to(dt)
+        if not bool(torch.isfinite(W).all()):
+            diverged = True
+            break
+        Wp = W.reshape(nb, 2, runs, p)
+        T = torch.linspace(0, 1, 11, device=device, dtype=dt)
+        Wt = (1 - T)[:, None, None, None] * Wp[None, :, 0] + T[:, None, None, None] * Wp[None, :, 1]
+        Lt = 0.5 * ((torch.einsum("np,tjrp->tjrn", X, Wt) - y) ** 2).mean(-1)              # (T, nb, runs)
+        chord = (1 - T)[:, None, None] * Lt[0] + T[:, None, None] * Lt[-1]
+        scale = 0.5 * (Lt[0] + Lt[-1]) + 0.5 * (y ** 2).mean()
+        out["barrier"][i] = ((Lt - chord).max(0).values / scale).max(-1).values.cpu().numpy()
+        out["loss"][i] = (0.5 * (Lt[0] + Lt[-1])).mean(-1).cpu().numpy()
+        F = torch.einsum("np,jcrp->jcrn", Xte, Wp)
+        F = F - F.mean(-1, keepdim=True)
+        cka = (F[:, 0] * F[:, 1]).sum(-1) ** 2 / ((F[:, 0] ** 2).sum(-1) * (F[:, 1] ** 2).sum(-1))    # (nb, runs)
+        out["cka"][i], out["cka_se"][i] = cka.mean(-1).cpu().numpy(), (cka.std(-1) / math.sqrt(runs)).cpu().numpy()
+    out["diverged"] = diverged
+    out["loads"], out["temperatures"] = list(TAXONOMY_LOADS), [eta / b for b in TAXONOMY_BATCHES]
+    return out
+
+
+@dataclass(frozen=True)
+class TaxonomyParams(Params):
+    p: int = param(32, low=2, high=4096, integer=True, domain=(16, 48), doc="number of features p")
+    s: float = param(1.0, low=0.0, high=4.0, domain=(0.5, 1.5), doc="decay of the covariance spectrum k^{-s}")
+
+
+def _measure_taxonomy(p: TaxonomyParams, backend: Backend, seed: int) -> Measurement:
+    import torch
+
+    dev = backend.device if backend.name == "torch" else "cpu"
+    dt = torch.float64 if backend.name != "torch" else backend.float_dtype
+    o = taxonomy_grid(p.p, p.s, seed, device=dev, dtype=dt)
+    if o["diverged"]:
+        return Measurement(value=np.full(4, np.nan), diverged=True, diverged_step=300)
+    sharp_ok = bool(np.all(np.abs(o["sharp"] - o["sharp_exact"]) <= o["sharp_resid"] + 1e3 * backend.eps * o["sharp_exact"]))
+    return Measurement(value=np.concatenate([o["trace"], [float(o["barrier"].max())]]),
+                       checks={"power_iteration_within_residual_of_exact_top_eigenvalue": sharp_ok},
+                       info={k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in o.items()})
+
+
+def _taxonomy_tolerance(p: TaxonomyParams, m: Measurement, be: Backend) -> Tolerance:
+    se = np.hypot(np.asarray(m.info["trace_se"]), np.asarray(m.info["rows_se"]))
+    tr = np.asarray(m.value[:3], dtype=float)
+    # traces: 4 standard errors (Hutchinson's probes and the design's rows, both measured), relative;
+    # barrier: round-off of loss differences, 4 n u (n <= 8 p), in units of the loss scale
+    return Tolerance(value=np.concatenate([4 * se / tr, [4 * 8 * p.p * be.eps * 4]]),
+                     reason="traces: 4 measured standard errors (Rademacher probes; sampling of tr(X^T X/n) from the "
+                            "row norms); barrier: round-off 4 n u of a difference of losses over the loss scale")
+
+
+def _taxonomy_error(pred, meas):
+    pred, meas = np.asarray(pred, dtype=float), np.asarray(meas, dtype=float)
+    return np.concatenate([np.abs(meas[:3] / pred[:3] - 1), np.abs(meas[3:] - pred[3:])])
+
+
+register(Claim(
+    id="landscape.taxonomy",
+    statement=("Least-squares proxy of Yang et al.'s load-temperature map (x ~ N(0, diag k^{-s}), load n/p in "
+               "{0.5, 2, 8}, temperature eta/B with eta = 0.2, B in {2, 8, 32}, 6 pairs of independent SGD runs): the "
+               "Hessian X^T X/n is exact and the same at every w (power iteration on autograd HVPs equals its top "
+               "eigenvalue within its residual); its trace by Hutchinson's estimator equals E tr H = tr Sigma within "
+               "4 measured standard errors at each load; the barrier between independent runs is 0 at every load and "
+               "temperature (convex loss). So of the paper's boundaries, the one between poorly and well connected "
+               "phases (barrier > 0 vs ~ 0) does not appear in the proxy; the load boundary appears at the "
+               "interpolation threshold n/p = 1 in the similarity of independent runs' test predictions (CKA, info: "
+               "below 1 the runs keep their initial null-space components: CKA 0.2-0.9 at n/p = 0.5 against 0.94-1.0 "
+               "above), and the temperature changes CKA by a few percent at most, with no boundary. The sharpness-based "
+               "boundaries of the paper are absent too: sharpness depends on the load (the design) only, never on the "
+               "temperature or the run."),
+    reference=("Yang, Hodgkinson, Theisen, Zou, Gonzalez, Ramchandran, Mahoney 2021, arXiv 2107.11228 (the taxonomy); "
+               "Hutchinson 1990 (trace estimator); the proxy and its closed forms here"),
+    params=TaxonomyParams,
+    predicted=lambda p: taxonomy_prediction(p.p, p.s),
+    measured=_measure_taxonomy,
+    tolerance=_taxonomy_tolerance,
+    error=_taxonomy_error,
+    mutants={"isotropic design: trace p": lambda p: np.array([p.p, p.p, p.p, 0.0], dtype=float),
+             "H = X^T X/p: trace (n/p) tr Sigma": lambda p: taxonomy_prediction(p.p, p.s) * np.array([*TAXONOMY_LOADS, 0.0]),
+             "poorly connected phase: barrier of the loss scale": lambda p: np.concatenate([taxonomy_prediction(p.p, p.s)[:3], [0.5]])},
+    closed_forms=("taxonomy_prediction",),
+    sweep="p", sweep_values=(16, 32, 48),
+    backends=("torch",),
+))
