@@ -1,4 +1,6 @@
-"""Loss-landscape geometry: BatchNorm's gradient identity and filter-normalized plots.
+"""Loss-landscape geometry: BatchNorm's gradient identity, filter-normalized plots, linear mode
+connectivity, BatchNorm and smoothness along the training path, and a least-squares proxy of the
+load-temperature taxonomy (the last three are documented at their sections below).
 
 **BatchNorm, one unit.** Over a batch of ``m`` pre-activations ``y`` (one unit), BatchNorm is
 
@@ -36,6 +38,15 @@ References:
   NeurIPS, arXiv 1712.09913 (sec. 4, filter normalization and scale invariance).
   Dinh, Pascanu, Bengio, Bengio, 2017. "Sharp minima can generalize for deep nets." ICML,
   arXiv 1703.04933 (the rescaling symmetry).
+  Frankle, Dziugaite, Roy, Carbin, 2020. "Linear mode connectivity and the lottery ticket
+  hypothesis." ICML, arXiv 1912.05671 (the barrier).
+  Entezari, Sedghi, Saukh, Neyshabur, 2022. "The role of permutation invariance in linear mode
+  connectivity of neural networks." ICLR, arXiv 2110.06296 (barrier vs width).
+  Arora, Li, Lyu, 2019. "Theoretical analysis of auto rate-tuning by batch normalization." ICLR,
+  arXiv 1812.03981 (scale invariance: gradient /c, Hessian /c^2).
+  Yang, Hodgkinson, Theisen, Zou, Gonzalez, Ramchandran, Mahoney, 2021. "Taxonomizing local versus
+  global structure in neural network loss landscapes." NeurIPS, arXiv 2107.11228.
+  Hutchinson, 1990. "A stochastic estimator of the trace of the influence matrix." (trace estimator)
 """
 
 from __future__ import annotations
