@@ -189,3 +189,87 @@ def check_batchnorm_removes_per_filter_scale():
 
     scaled = bn([cj * ui for ui in u])
     assert all(sp.simplify(a - b) == 0 for a, b in zip(scaled, bn(list(u))))
+
+
+@proves("landscape.mode_connectivity")
+def check_least_squares_segment_lies_below_its_chord():
+    """L(theta) = ||X theta - y||^2/(2n) with symbolic X (n = 3, p = 2), y, endpoints a, b: sympy expands
+    L((1-t) a + t b) - (1-t) L(a) - t L(b) and finds c t (1-t) ||X (b - a)||^2/(2n) with c = -1."""
+    n, p = 3, 2
+    X = sp.Matrix(n, p, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))
+    y = sp.Matrix(n, 1, lambda i, j: sp.Symbol(f"y{i}", real=True))
+    a = sp.Matrix(p, 1, lambda i, j: sp.Symbol(f"a{i}", real=True))
+    b = sp.Matrix(p, 1, lambda i, j: sp.Symbol(f"b{i}", real=True))
+    t = sp.Symbol("t", real=True)
+
+    def loss(th):
+        r = X * th - y
+        return (r.T * r)[0, 0] / (2 * n)
+
+    gap = sp.expand(loss((1 - t) * a + t * b) - (1 - t) * loss(a) - t * loss(b))
+    d = X * (b - a)
+    scale = sp.expand(t * (1 - t) * (d.T * d)[0, 0] / (2 * n))
+    c = sp.simplify(gap / scale)
+    assert c.is_Integer and float(c) == L.linear_chord_gap_coefficient()
+    # so the barrier max_t [L(t) - chord(t)] over [0, 1] is 0, attained at the endpoints
+    assert L.mode_connectivity_classes()[0] == float(c)
+
+
+@proves("landscape.bn_smoothness")
+def check_batchnorm_scale_invariance_shrinks_gradient_and_curvature():
+    """The mechanism (Arora, Li, Lyu 2018, arXiv 1812.03981): a layer followed by BatchNorm (eps = 0) makes the
+    loss invariant to the scale of its weights, L(c w) = L(w); sympy differentiates a BN unit over a batch of 3
+    with symbolic weights w and finds <w, grad L> = 0, grad L(c w) = grad L(w)/c and Hess L(c w) = Hess L(w)/c^2,
+    so the gradient-difference ratios measured by the claim (predictiveness, effective beta) fall as the weight
+    norm grows along training, which a network without BN does not have. The claim's sign ([-1, -1]) is
+    measured; this derives why it is a decrease, not an increase."""
+    w = sp.symbols("w1:3", real=True)
+    c = sp.Symbol("c", positive=True)
+    xs = [(1, 2), (-1, sp.Rational(1, 2)), (3, -1)]
+    gs = [sp.Rational(1, 3), -2, sp.Rational(5, 4)]          # a fixed upstream linear loss, and its square
+
+    def loss(ww):
+        u = [ww[0] * a + ww[1] * b for a, b in xs]
+        mu = sum(u) / 3
+        sd = sp.sqrt(sum((ui - mu) ** 2 for ui in u) / 3)
+        z = [(ui - mu) / sd for ui in u]
+        return sum(gi * zi for gi, zi in zip(gs, z)) ** 2
+
+    Lw = loss(w)
+    Lc = loss([c * wi for wi in w])  # L(c w)
+    grad = [sp.diff(Lw, wi) for wi in w]
+    pt = {w[0]: sp.Rational(3, 2), w[1]: sp.Rational(-2, 3)}
+    assert sp.simplify((Lc - Lw).subs(pt)) == 0
+    assert sp.simplify(sum(wi * gi for wi, gi in zip(w, grad)).subs(pt)) == 0
+    cpt = {wi: c * v for wi, v in pt.items()}
+    assert all(sp.simplify(g.subs(cpt) - g.subs(pt) / c) == 0 for g in grad)
+    H = sp.hessian(Lw, w)
+    assert all(sp.simplify(H[i, j].subs(cpt) - H[i, j].subs(pt) / c ** 2) == 0 for i in range(2) for j in range(2))
+    assert np.all(L.bn_smoothness_classes() == -1)
+
+
+@proves("landscape.taxonomy")
+def check_least_squares_hessian_trace_and_convexity():
+    """For L(w) = ||X w - y||^2/(2n), sympy differentiates twice: the Hessian is X^T X/n, free of w and y;
+    E tr(X^T X/n) = (1/n) sum_i E ||x_i||^2 = tr Sigma for x ~ N(0, Sigma) (each E x_k^2 = Sigma_kk), so the
+    closed form is tr Sigma at every load; and H is positive semidefinite, so the barrier is 0."""
+    n, p = 3, 2
+    X = sp.Matrix(n, p, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))
+    y = sp.Matrix(n, 1, lambda i, j: sp.Symbol(f"y{i}", real=True))
+    w = sp.Matrix(p, 1, lambda i, j: sp.Symbol(f"w{i}", real=True))
+    r = X * w - y
+    Lw = (r.T * r)[0, 0] / (2 * n)
+    H = sp.hessian(Lw, list(w))
+    assert sp.simplify(H - X.T * X / n) == sp.zeros(p, p)
+    assert all(sp.diff(H[i, j], v) == 0 for i in range(p) for j in range(p) for v in list(w) + list(y))
+    # expectation of the trace: replace x_ik^2 by Sigma_kk (Gaussian second moments), cross terms absent
+    sig = sp.symbols(f"S1:{p + 1}", positive=True)
+    tr = sp.expand(H.trace())
+    Etr = tr.subs({X[i, k] ** 2: sig[k] for i in range(n) for k in range(p)})
+    assert sp.simplify(Etr - sum(sig)) == 0
+    for pp, s in ((16, 1.0), (32, 0.5)):
+        pred = L.taxonomy_prediction(pp, s)
+        assert np.allclose(pred[:3], sum(float(k) ** (-s) for k in range(1, pp + 1))) and pred[3] == 0
+    # PSD: v^T H v = ||X v||^2/n
+    v = sp.Matrix(p, 1, sp.symbols("v1:3", real=True))
+    assert sp.simplify((v.T * H * v)[0, 0] - ((X * v).T * (X * v))[0, 0] / n) == 0
