@@ -140,3 +140,15 @@ def check_teacher_student_mode_and_marchenko_pastur():
             gv = max(r.real for r in roots)
             val = gm ** 2 * float(dg.subs({_z: -gm, _lam: lam, g: gv}))
             assert abs(val - float(grok.teacher_student_test_loss(1e7, lam, gm, 0.9))) < 1e-7 * max(1.0, val), (lam, gm)
+
+
+@proves("grok.time_vs_fraction")
+def check_sample_budget_slope_from_full_batch_presentations():
+    """Full batch: a step presents all f p^2 training pairs, so a fixed presentation budget C gives T(f) = C/(f p^2);
+    differentiate log T in log f (substituting f = e^x) to get the mark the measured slope is tested against."""
+    x, C, p = sp.symbols("x C p", positive=True)
+    T = C / (sp.exp(x) * p ** 2)
+    slope = sp.simplify(sp.diff(sp.log(T), x))
+    assert slope == -1
+    assert float(slope) == grok.sample_budget_slope()
+    assert grok.time_fraction_classes() == [int(sp.sign(-sp.oo)), int(sp.sign(-sp.oo))]
