@@ -545,13 +545,92 @@ def fourier_concentration(U: np.ndarray, V: np.ndarray, W: np.ndarray) -> np.nda
     return (top_frequency_fraction(U, V, W) * norm).sum(axis=-1) / norm.sum(axis=-1)
 
 
-# grok.trained_is_fourier is not registered: the trained share does not tend to Gromov's 1. Measured (numpy, p = 11,
-# N = 48, fraction 0.7, lr 0.02, weight decay 2, 8 runs): the norm-weighted top-frequency share rises from 0.33 at
-# initialisation to 0.875 (T = 250), 0.930 (T = 500) and then saturates at 0.933 +- 0.002 through T = 2000 (run spread
-# 0.006), with test accuracy 1.0 in every run from T = 250. So the trained weights are far more concentrated than an
-# even spread (2/(p - 1) = 0.2) or two frequencies per neuron (0.5), but keep about 7% of their norm off the top
-# frequency (presumably what the MSE fit needs to cancel the square's harmonics at 0 and 2s); the closed form
-# for that residual is not derived, so no tolerance could be stated without tuning it.
+# ============================================================================================
+# grok.trained_is_fourier: the trained weights concentrate on one frequency per neuron (but not purely)
+#
+# Measured (numpy, p = 11, N = 48, fraction 0.7, lr 0.02, weight decay 2, 8 runs): the norm-weighted top-frequency
+# share rises from 0.33 at initialisation to 0.875 (T = 250), 0.930 (T = 500) and saturates at 0.933 +- 0.002 through
+# T = 2000, with test accuracy 1.0 from T = 250. So the share is registered against three marks: the even spread over
+# the (p - 1)/2 frequencies, two equal frequencies (1/2) and Gromov's pure cosine (1); it sits strictly between 1/2
+# and 1. Where the remaining ~7% goes (measured, N = 24, T = 400): in U and V about 2% at the constant mode and 1% at
+# the harmonic 2s, in W (whose own share is lower, ~0.86) about 3% at 2s; the rest is spread. No closed form for the
+# residual is derived, so only the ordering is claimed.
+
+
+def share_marks(p: int) -> tuple[float, float, float]:
+    """The top-frequency shares of three reference forms of a neuron's weights: equal power on all ``(p - 1)/2``
+    non-constant frequencies (``2/(p - 1)``), equal power on two frequencies (``1/2``), and Gromov's pure cosine at one
+    frequency (``1``) (derived from Parseval in proofs_check/check_grok.py).
+
+    >>> share_marks(11)
+    (0.2, 0.5, 1.0)
+    """
+    p = check_prime(p)
+    return 2.0 / (p - 1), 0.5, 1.0
+
+
+def trained_fourier_classes(p: int) -> list[int]:
+    """The registered ordering of the trained share ``F`` against :func:`share_marks`: ``F > 2/(p - 1)``,
+    ``F > 1/2`` and ``F < 1``, i.e. ``[+1, +1, -1]`` as outcomes of z tests."""
+    from .parity import order_classes
+
+    marks = share_marks(p)
+    return order_classes(0.5 * (marks[1] + marks[2]), 0.0, 1.0, marks=marks)
+
+
+@dataclass(frozen=True)
+class TrainedFourierParams(Params):
+    lr: float = param(0.02, low=0, low_open=True, high=0.1, domain=(0.018, 0.03), doc="AdamW step size")
+    width: int = param(32, low=4, high=256, integer=True, domain=(24, 40), doc="hidden width N")
+    fraction: float = param(0.7, low=0, high=1, low_open=True, high_open=True, domain=(0.7, 0.85),
+                            doc="training fraction of the p^2 pairs")
+
+
+_TF = dict(p=11, runs=6, steps=500, weight_decay=2.0, z=3.0)
+
+
+def _measure_tf(p: TrainedFourierParams, backend: Backend, seed: int) -> Measurement:
+    from .parity import order_classes
+
+    P = _TF["p"]
+    out = train_modular_mlp(P, p.width, p.fraction, _TF["runs"], backend, seed, steps=_TF["steps"], lr=p.lr,
+                            weight_decay=_TF["weight_decay"], checkpoints=1)
+    share = out["fourier_fraction"][-1]
+    mean, se = float(share.mean()), float(share.std(ddof=1) / math.sqrt(share.size))
+    marks = (2.0 / (P - 1), 0.5, 1.0)  # the reference forms, restated (the closed form is not called here)
+    return Measurement(value=order_classes(mean, se, _TF["z"], marks=marks), stderr=None,
+                       checks={"generalized": bool(out["test_accuracy"][-1].mean() >= 0.9)},
+                       info={"share_mean": mean, "share_stderr": se, "share_per_run": share.tolist(),
+                             "share_at_init": float(out["fourier_fraction"][0].mean()),
+                             "test_accuracy": out["test_accuracy"][-1].tolist(), **_TF})
+
+
+register(Claim(
+    id="grok.trained_is_fourier",
+    statement=("The quadratic MLP trained by full-batch AdamW (weight decay 2, MSE) on a fraction of the pairs of "
+               "a + b mod 11 generalizes and its weights concentrate on one frequency per neuron: the norm-weighted "
+               "share of each neuron's (U, V, W) squared norm in its top frequency (6 seeds, 500 steps) exceeds the "
+               "even spread 2/(p - 1) and 1/2 (one frequency carries most of the norm), but stays below Gromov's pure "
+               "cosine 1, at 3 standard errors of the seed spread. Measured about 0.93 (from 0.33 at initialisation); "
+               "it saturates there (0.933 +- 0.002 up to 2000 steps), so Gromov's periodic form is reached in its "
+               "frequencies, not exactly: ~7% of the norm stays off the top frequency (constant mode and harmonic 2s "
+               "among it)."),
+    reference=("Gromov 2023, arXiv 2301.02679, sec. 4 (trained weights are periodic); Power et al. 2022, arXiv "
+               "2201.02177; the share, the marks and the test defined and derived here"),
+    params=TrainedFourierParams,
+    predicted=lambda p: trained_fourier_classes(_TF["p"]),
+    measured=_measure_tf,
+    tolerance=lambda p, m, be: Tolerance(0.5, (
+        "the measured entries are outcomes (-1, 0, +1) of two-sided z = 3 tests of the mean share (6 independent "
+        "seeds; standard error from their spread) against the marks; 0.5 only separates the integer outcomes")),
+    error=lambda pred, meas: np.abs(np.asarray(pred, dtype=float) - np.asarray(meas, dtype=float)),
+    mutants={
+        "even spread 2/(p-1)": lambda p: [0, -1, -1],
+        "two frequencies 1/2": lambda p: [1, 0, -1],
+        "pure cosine 1 (Gromov's form exactly)": lambda p: [1, 1, 0],
+    },
+    closed_forms=("trained_fourier_classes", "share_marks"),
+))
 
 
 # ============================================================================================
