@@ -140,3 +140,53 @@ def check_teacher_student_mode_and_marchenko_pastur():
             gv = max(r.real for r in roots)
             val = gm ** 2 * float(dg.subs({_z: -gm, _lam: lam, g: gv}))
             assert abs(val - float(grok.teacher_student_test_loss(1e7, lam, gm, 0.9))) < 1e-7 * max(1.0, val), (lam, gm)
+
+
+@proves("grok.time_vs_fraction")
+def check_sample_budget_slope_from_full_batch_presentations():
+    """Full batch: a step presents all f p^2 training pairs, so a fixed presentation budget C gives T(f) = C/(f p^2);
+    differentiate log T in log f (substituting f = e^x) to get the mark the measured slope is tested against."""
+    x, C, p = sp.symbols("x C p", positive=True)
+    T = C / (sp.exp(x) * p ** 2)
+    slope = sp.simplify(sp.diff(sp.log(T), x))
+    assert slope == -1
+    assert float(slope) == grok.sample_budget_slope()
+    assert grok.time_fraction_classes() == [int(sp.sign(-sp.oo)), int(sp.sign(-sp.oo))]
+
+
+@proves("grok.trained_is_fourier")
+def check_share_marks_from_parseval():
+    """A neuron's row x_a = sum_j c_j cos(2 pi s_j a/p + phi_j) over m distinct frequencies s_j in {1..(p-1)/2}: its DFT
+    X_k = sum_a x_a w^{-k a} (w = exp(2 pi i/p)) keeps, by orthogonality (sum_a w^{n a} = p [n = 0 mod p]),
+    X_{+-s_j} = p c_j e^{+-i phi_j}/2, so the power at frequency s_j is p^2 c_j^2/2 and, by Parseval, the total is
+    p sum_a x_a^2 = p^2 sum_j c_j^2/2. The top share is max c_j^2/sum c_j^2: 1 for one cosine (Gromov), 1/2 for two
+    equal ones, 2/(p - 1) for equal power on all (p - 1)/2 frequencies. Derived here for symbolic amplitudes, then the
+    marks and the measuring function are checked against it."""
+    P, s = 11, 3
+    z, e = sp.symbols("z e")  # z = w = exp(2 pi i/p) (a root of the cyclotomic polynomial), e = exp(i phi)
+    cyc = sp.cyclotomic_poly(P, z)
+
+    def reduce(expr):  # exponents of z mod p, then mod the cyclotomic polynomial (sum of all p-th roots = 0)
+        poly = sp.Poly(sp.expand(expr), z)
+        folded = sum(c * z ** (m[0] % P) for m, c in zip(poly.monoms(), poly.coeffs()))
+        return sp.expand(sp.rem(sp.expand(folded), cyc, z))
+
+    row = [(z ** ((s * a) % P) * e + z ** ((-s * a) % P) / e) / 2 for a in range(P)]
+    X = [reduce(sum(xa * z ** ((-k * a) % P) for a, xa in enumerate(row))) for k in range(P)]
+    assert sp.simplify(X[s] - sp.Integer(P) * e / 2) == 0 and sp.simplify(X[P - s] - sp.Integer(P) / (2 * e)) == 0
+    assert all(X[k] == 0 for k in range(P) if k not in (s, P - s))
+    power_s = sp.expand(X[s] * X[P - s] * 2)  # |X_s|^2 + |X_{-s}|^2 with conj(e) = 1/e
+    total = P * reduce(sum(sp.expand(xa * xa) for xa in row))  # Parseval: p sum_a x_a^2 (x real: x^2 = x conj x)
+    assert sp.simplify(power_s / total - 1) == 0, (power_s, total)
+    c = sp.symbols("c1:6", positive=True)
+    share = lambda cs: sp.Max(*[ci ** 2 for ci in cs]) / sum(ci ** 2 for ci in cs)
+    marks = [share([c[0]] * ((P - 1) // 2)), share([c[0], c[0]]), share([c[0]])]
+    assert [sp.nsimplify(m) for m in marks] == [sp.Rational(2, 10), sp.Rational(1, 2), 1]
+    assert np.allclose([float(m) for m in marks], grok.share_marks(11), rtol=1e-15)
+    rng = np.random.default_rng(0)
+    a = np.arange(11)
+    for freqs, mark in (((1, 2, 3, 4, 5), 0), ((2, 4), 1), ((3,), 2)):
+        row = sum(np.cos(2 * np.pi * f * a / 11 + rng.uniform(0, 2 * np.pi)) for f in freqs)
+        rows = np.broadcast_to(row, (1, 1, 11))
+        assert abs(grok.top_frequency_fraction(rows, rows, np.swapaxes(rows, -1, -2))[0, 0] - grok.share_marks(11)[mark]) < 1e-12
+    assert grok.trained_fourier_classes(11) == [1, 1, -1]

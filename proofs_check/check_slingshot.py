@@ -14,11 +14,12 @@ The state is (theta, m, v). With g = h theta, the update is
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from solvable.models import slingshot
+from solvable.models import slingshot, stability
 from solvable.testing import proves
 
 theta, m, v, z = sp.symbols("theta m v z", real=True)
@@ -69,3 +70,30 @@ def check_epsilon_threshold_from_adam_jacobian():
         assert abs(f(e, hh, b) - slingshot.epsilon_threshold(e, hh, b)) <= 1e-12 * abs(f(e, hh, b))
 
     agree()
+
+
+@proves("slingshot.norm_cycles")
+def check_norm_cycles_threshold_from_the_frozen_multimode_recurrence():
+    """Frozen P (late times: bias corrections -> 1), f = (w - w*)^T H (w - w*)/2: with u = P^{1/2} (w - w*) and
+    mu = P^{1/2} m, the step is u+ = u - eta A mu+, mu+ = beta1 mu + (1 - beta1) A u, A = P^{-1/2} H P^{-1/2}.
+    In A's eigenbasis every mode (eigenvalue s) is a 2 x 2 linear recurrence; its characteristic polynomial at z = -1
+    vanishes at eta s = 2 (1 + beta1)/(1 - beta1): the top eigenvalue leaves the unit disk first, through -1."""
+    s = sp.symbols("s", positive=True)
+    u, mu = sp.symbols("u mu", real=True)
+    mu_new = b1 * mu + (1 - b1) * s * u
+    u_new = u - eta * mu_new
+    J = sp.Matrix([u_new, mu_new]).jacobian(sp.Matrix([u, mu]))
+    p = sp.expand((z * sp.eye(2) - J).det())
+    root = sp.solve(sp.Eq(p.subs(z, -1), 0), s)
+    assert len(root) == 1
+    derived = sp.simplify(eta * root[0])
+    assert sp.simplify(p.subs(z, 1) - (1 - b1) * eta * s) == 0  # no exit through +1 for s > 0
+    assert sp.simplify(sp.Poly(p, z).all_coeffs()[-1] - b1) == 0  # |roots| = sqrt(beta1) < 1 while complex
+    for e_, b_ in ((0.01, 0.9), (0.02, 0.8), (0.3, 0.5)):
+        val = float(derived.subs({eta: e_, b1: b_}))
+        assert abs(val - e_ * stability.adam_threshold(e_, b_)) < 1e-12 * val
+    # the simulator's S is the top eigenvalue of A: checked on a constructed P and H
+    H = np.array([[2.0, 0.3], [0.3, 0.5]])
+    P = np.array([0.1, 0.4])
+    A = H / np.sqrt(P)[:, None] / np.sqrt(P)[None, :]
+    assert abs(np.linalg.eigvalsh(A)[-1] - np.linalg.eigvals(np.diag(1 / P) @ H).real.max()) < 1e-12

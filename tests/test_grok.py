@@ -155,3 +155,52 @@ def test_grok_batched_benchmark_runs_quick(monkeypatch):
     spec.loader.exec_module(mod)
     res = mod.BENCHMARKS["grok_batched"](quick=True)
     assert res["ratio"] > 1 and res["target"] == ">= 10" and {"sizes", "backend"} <= set(res)
+
+
+# ------------------------------------------------------------------------------------------
+# steps to generalize against the training fraction
+
+
+def test_train_split_per_run_fractions(backend):
+    masks = backend.to_numpy(grok.train_split(11, [0.3, 0.5, 0.9], 3, backend, seed=2))
+    assert masks.sum(axis=1).tolist() == [36, 60, 109]
+    with pytest.raises(ValueError, match="runs=4"):
+        grok.train_split(11, [0.3, 0.5], 4, backend, seed=2)
+    with pytest.raises(ValueError, match="fraction=1.2"):
+        grok.train_split(11, [0.3, 1.2], 2, backend, seed=2)
+
+
+def test_steps_to_generalize_is_the_first_checked_hit_and_stops_early():
+    be = get_backend("numpy")
+    kw = dict(steps=200, checkpoints=200, generalize_at=0.9, track_every=1)
+    out = grok.train_modular_mlp(11, 24, 0.9, 4, be, seed=3, **kw)
+    first = out["steps_to_generalize"]
+    acc = out["test_accuracy"]  # recorded every step here: the first hit must match it exactly
+    for r in range(4):
+        hits = np.flatnonzero(acc[:, r] >= 0.9)
+        assert first[r] == (out["steps"][hits[0]] if hits.size else -1)
+    assert (first > 0).mean() >= 0.5  # at fraction 0.9 most seeds generalize within 200 steps
+    if (first > 0).all():
+        early = grok.train_modular_mlp(11, 24, 0.9, 4, be, seed=3, stop_when_generalized=True, **kw)
+        assert early["steps"][-1] == first.max()
+        np.testing.assert_array_equal(early["steps_to_generalize"], first)
+
+
+def test_generalize_at_bad_input():
+    with pytest.raises(ValueError, match="generalize_at=1.5"):
+        grok.train_modular_mlp(11, 8, 0.5, 1, get_backend("numpy"), 0, generalize_at=1.5)
+
+
+def test_larger_fractions_generalize_sooner_over_seeds():
+    be = get_backend("numpy")
+    fr = np.repeat([0.7, 0.9], 6)
+    st = grok.train_modular_mlp(11, 24, fr, 12, be, seed=5, steps=450, checkpoints=1, generalize_at=0.9,
+                                track_every=5, stop_when_generalized=True)["steps_to_generalize"].reshape(2, 6)
+    st = np.where(st < 0, 450, st)
+    assert st[0].mean() > st[1].mean()  # a statement over 6 seeds per fraction, not one run's step
+
+
+def test_endpoint_slope_on_constructed_steps():
+    steps = np.array([[200.0, 220.0, 180.0], [100.0, 110.0, 90.0]])
+    s, se = grok.endpoint_slope((0.5, 1.0), steps)
+    assert abs(s + 1.0) < 1e-12 and se > 0

@@ -75,3 +75,48 @@ def test_threshold_independent_of_beta2():
 def test_trace_is_kept_when_asked():
     run = sl.simulate_adam([1e-4], ETA, H, B1, B2, 50, get_backend("numpy"), trace=True)
     assert run.trace.shape == (50, 1) and run.sqrt_v_trace.shape == (50, 1)
+
+
+# ------------------------------------------------------------------------------------------
+# norm_cycles: spikes of a least-squares model under Adam at small eps
+
+
+def test_spike_onsets_on_a_constructed_loss():
+    t = np.arange(300)
+    loss = np.where(t < 100, 10.0 ** (-0.1 * t), 0.0)  # falls 10 decades
+    loss = np.where((t >= 100) & (t < 150), 1e-10, loss)
+    loss = np.where(t >= 150, 1e-2, loss)  # a rise of 8 decades at 150
+    loss[120] = 1e-11  # the low
+    spikes = sl.spike_onsets(loss[:, None])
+    assert spikes == [[(120, 150)]]
+    assert sl.spike_onsets(np.where(t >= 150, 1e-13, loss)[:, None]) == [[]]  # below the floor: not a spike
+
+
+def test_norm_cycles_spikes_start_near_the_threshold_over_seeds():
+    out = sl.simulate_norm_cycles(0.01, 0.9, 12, 2500, get_backend("numpy"), seed=4)
+    assert np.isfinite(out["loss"]).all()
+    spikes = sl.spike_onsets(out["loss"])
+    onsets = [out["eta_sharpness"][a, r] for r, sp in enumerate(spikes) for a, _ in sp]
+    assert len(onsets) >= 10  # spikes recur (a statement over 12 data draws)
+    assert 30 < np.median(onsets) < 42  # around 38, far from 2 or 20
+
+
+def test_norm_cycles_no_spikes_with_a_large_eps():
+    out = sl.simulate_norm_cycles(0.01, 0.9, 6, 2500, get_backend("numpy"), seed=1, eps=1e-2)
+    assert all(len(s) == 0 for s in sl.spike_onsets(out["loss"]))
+
+
+def test_norm_cycles_numpy_and_torch_agree_early():
+    a = sl.simulate_norm_cycles(0.01, 0.9, 3, 50, get_backend("numpy"), seed=0)
+    b = sl.simulate_norm_cycles(0.01, 0.9, 3, 50, get_backend("torch"), seed=0)
+    assert a["loss"].shape == b["loss"].shape and np.isfinite(b["loss"]).all()
+    c = sl.simulate_norm_cycles(0.01, 0.9, 3, 50, get_backend("numpy"), seed=0)
+    np.testing.assert_array_equal(a["loss"], c["loss"])
+
+
+@pytest.mark.parametrize("kw,name", [({"eta": 0.0}, "eta"), ({"beta1": 1.0}, "beta1"), ({"eps": -1.0}, "eps")])
+def test_norm_cycles_bad_input(kw, name):
+    args = dict(eta=0.01, beta1=0.9, runs=2, steps=5, backend=get_backend("numpy"), seed=0)
+    args.update(kw)
+    with pytest.raises(ValueError, match=name):
+        sl.simulate_norm_cycles(**args)
