@@ -1,0 +1,132 @@
+"""solvable.models.descent: closed forms vs simulators, limits, bad input, backends, seeds."""
+
+import math
+
+import numpy as np
+import pytest
+
+from solvable.backend import get_backend
+from solvable.models import descent
+from solvable.stats import mean_sem
+
+
+def test_limits_of_the_closed_forms():
+    # gamma -> 0: no variance; gamma -> inf: all signal lost
+    assert descent.min_norm_risk_limit(1e-9, 1.0, 1.0) == pytest.approx(0.0, abs=1e-8)
+    assert descent.min_norm_risk_limit(1e9, 2.0, 1.0) == pytest.approx(2.0, rel=1e-8)
+    assert descent.min_norm_risk_limit(1.0, 1.0, 1.0) == math.inf
+    assert descent.min_norm_bias_variance(40, 40, 1.0, 1.0)[1] == math.inf
+    assert descent.min_norm_bias_variance(40, 40, 1.0, 0.0) == (0.0, 0.0)
+    # optimal ridge: finite at gamma = 1, tends to 0 and r2 at the two ends, below min-norm everywhere
+    assert descent.optimal_ridge_risk(1e-6, 2.0, 0.5) == pytest.approx(0.0, abs=1e-5)
+    assert descent.optimal_ridge_risk(1e6, 2.0, 0.5) == pytest.approx(2.0, rel=1e-4)
+    for g in (0.3, 0.9, 1.0, 1.1, 3.0):
+        assert descent.optimal_ridge_risk(g, 2.0, 0.5) < descent.min_norm_risk_limit(g, 2.0, 0.5)
+
+
+def test_bad_input_names_parameter_value_and_range():
+    with pytest.raises(ValueError, match=r"gamma=0.0 is out of range: gamma must be a finite number in \(0, inf\)"):
+        descent.min_norm_risk_limit(0.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"sigma2=-1.0 is out of range: sigma2 must be a finite number in \[0, inf\)"):
+        descent.min_norm_risk_limit(0.5, 1.0, -1.0)
+    with pytest.raises(ValueError, match=r"gamma=-1 is out of range"):
+        descent.MinNormParams(gamma=-1)
+    with pytest.raises(ValueError, match=r"sigma2=-0.5 is out of range"):
+        descent.MinNormParams(sigma2=-0.5)
+    with pytest.raises(ValueError, match=r"gamma=1.0 is too close to 1"):
+        descent.MinNormParams(gamma=1.0)
+
+
+def test_spectral_errors_match_the_direct_min_norm_fit(backend):
+    for n, p in ((30, 12), (12, 30)):
+        X, beta, eps = descent.sample_problem(8, n, p, 2.0, 0.5, backend, seed=1)
+        y = (X @ beta[..., None])[..., 0] + eps
+        b = backend.to_numpy(descent.min_norm_fit(X, y, backend))
+        risk = ((b - backend.to_numpy(beta)) ** 2).sum(-1)
+        bias, var = descent.ridge_risks(X, beta, eps, [0.0], backend)
+        # bias + var drops the cross term 2 <(P - I) beta, X^+ eps>, which is 0 when P = I (p < n)
+        Xn, bn, en = (backend.to_numpy(t) for t in (X, beta, eps))
+        bfit = np.linalg.pinv(Xn) @ (Xn @ bn[..., None])
+        cross = 2 * ((bfit[..., 0] - bn) * (np.linalg.pinv(Xn) @ en[..., None])[..., 0]).sum(-1)
+        tol = 1e-4 if backend.dtype == "float32" else 1e-9
+        np.testing.assert_allclose(backend.to_numpy(bias + var)[:, 0] + cross, risk, rtol=tol)
+
+
+def test_ridge_risks_interpolate_between_min_norm_and_zero_fit(backend):
+    X, beta, eps = descent.sample_problem(4, 20, 50, 1.0, 0.3, backend, seed=2)
+    bias, var = descent.ridge_risks(X, beta, eps, [0.0, 1e12], backend)
+    bias, var = backend.to_numpy(bias), backend.to_numpy(var)
+    np.testing.assert_allclose(bias[:, 1], 1.0, rtol=1e-4)  # lam -> inf: b = 0, the risk is ||beta||^2
+    assert np.all(var[:, 1] < 1e-6)
+
+
+def test_numpy_and_torch_agree_in_distribution():
+    c = descent.MinNormParams(gamma=0.5, n=40, replicates=2000)
+    out = []
+    for name in ("numpy", "torch"):
+        be = get_backend(name)
+        X, beta, eps = descent.sample_problem(c.replicates, c.n, 20, c.r2, c.sigma2, be, seed=0)
+        _, var = descent.ridge_risks(X, beta, eps, [0.0], be)
+        out.append(mean_sem(be.to_numpy(var)[:, 0]))
+    (m1, s1), (m2, s2) = out
+    assert abs(m1 - m2) < 4 * math.hypot(s1, s2)
+
+
+def test_same_seed_same_numbers(backend):
+    a = descent.sample_problem(3, 5, 7, 1.0, 1.0, backend, seed=11)
+    b = descent.sample_problem(3, 5, 7, 1.0, 1.0, backend, seed=11)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(backend.to_numpy(x), backend.to_numpy(y))
+
+
+def test_optimal_penalty_minimises_the_simulated_risk():
+    be = get_backend("numpy")
+    n, p, r2, s2 = 30, 45, 2.0, 0.5
+    X, beta, eps = descent.sample_problem(2000, n, p, r2, s2, be, seed=5)
+    lams = np.geomspace(0.05, 100, 61)
+    bias, var = descent.ridge_risks(X, beta, eps, lams, be)
+    curve = (bias + var).mean(0)
+    best = lams[np.argmin(curve)]
+    # the curve is flat near its minimum: a factor 1.5 either way is within 1% of the minimum risk
+    assert descent.optimal_ridge_penalty(p, r2, s2) / 1.5 < best < 1.5 * descent.optimal_ridge_penalty(p, r2, s2)
+
+
+@pytest.mark.slow
+def test_min_norm_limit_at_large_n():
+    be = get_backend("numpy")
+    for g in (0.5, 2.0):
+        n = 400
+        p = int(g * n)
+        X, beta, eps = descent.sample_problem(200, n, p, 2.0, 0.5, be, seed=3)
+        bias, var = descent.ridge_risks(X, beta, eps, [0.0], be)
+        m, se = mean_sem((bias + var)[:, 0])
+        lim = descent.min_norm_risk_limit(g, 2.0, 0.5)
+        assert abs(m - lim) < 3 * se + 3 * lim / n
+
+
+@pytest.mark.slow
+def test_optimal_ridge_finite_size_bias():
+    """The measured error model behind RIDGE_BIAS_C: min(n, p) (mean - R*) / R* below C at the domain's
+    largest signal-to-noise ratio, over the grid, at two sizes."""
+    be = get_backend("numpy")
+    r2, s2 = 2.5, 0.1
+    for n in (10, 20):
+        for g in descent.GAMMA_GRID:
+            p = max(1, round(g * n))
+            X, beta, eps = descent.sample_problem(20000, n, p, r2, s2, be, seed=1)
+            bias, var = descent.ridge_risks(X, beta, eps, [s2 * p / r2], be)
+            m, se = mean_sem((bias + var)[:, 0])
+            R = descent.optimal_ridge_risk(p / n, r2, s2)
+            assert min(n, p) * abs(m - R) / R < descent.RIDGE_BIAS_C
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("solvable.backend", fromlist=["x"]).cuda_available(), reason="CUDA not available")
+def test_batched_fits_on_cuda_at_larger_sizes():
+    be = get_backend("torch", "cuda", "float64")
+    X, beta, eps = descent.sample_problem(2000, 200, 600, 2.0, 0.5, be, seed=0)
+    bias, var = descent.ridge_risks(X, beta, eps, [0.0], be)
+    mb, sb = mean_sem(be.to_numpy(bias)[:, 0])
+    mv, sv = mean_sem(be.to_numpy(var)[:, 0])
+    b, v = descent.min_norm_bias_variance(600, 200, 2.0, 0.5)
+    assert abs(mb - b) < 4 * sb and abs(mv - v) < 4 * sv
