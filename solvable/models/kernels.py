@@ -163,7 +163,7 @@ def krr_learning_curve(a: float, b: float, ridge: float, n: int, modes: int, sig
 class LearningCurveParams(Params):
     a: float = param(1.5, low=1, low_open=True, domain=(1.2, 2.5), doc="kernel spectrum lambda_i = i^(-a)")
     b: float = param(1.6, low=0, low_open=True, domain=(1.2, 3.0), doc="target power v_i^2 = i^(-b)")
-    ridge: float = param(0.05, low=0, domain=(0.01, 0.3), log=True, doc="ridge delta of K + delta I")
+    ridge: float = param(0.05, low=0, domain=(0.03, 0.3), log=True, doc="ridge delta of K + delta I")
     n: int = param(64, low=1, integer=True, domain=(48, 96), doc="training-set size n")
     modes: int = param(400, low=2, integer=True, domain=(300, 500), doc="number of modes M")
     sigma2: float = param(0.3, low=0, domain=(0.1, 0.5), log=True, doc="label-noise variance sigma2")
