@@ -10,6 +10,7 @@
   sigma2 gamma m(-lam) from the self-consistent equation, with its monotonicity in gamma.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -25,6 +26,7 @@ g, r2, s2, l = sp.symbols("gamma r2 sigma2 lam", positive=True)
 m, z = sp.symbols("m z")
 
 
+@functools.lru_cache(maxsize=None)
 def _inverse_chi2_mean(dof):
     """E[1/X] for X ~ chi2_dof, by integrating against the chi2 density."""
     dens = x ** (k / 2 - 1) * sp.exp(-x / 2) / (2 ** (k / 2) * sp.gamma(k / 2))
@@ -32,6 +34,7 @@ def _inverse_chi2_mean(dof):
     return sp.gammasimp(sp.simplify(val).subs(k, dof))
 
 
+@functools.lru_cache(maxsize=None)
 def _finite_n_forms():
     # p < n: W = X^T X ~ Wishart_p(n, I); (W^{-1})_11 = 1 / (W_11 - w^T W_22^{-1} w) ~ 1/chi2_{n-p+1};
     # by exchangeability E tr W^{-1} = p E (W^{-1})_11.
@@ -109,6 +112,12 @@ def check_optimal_penalty_from_the_risk():
         assert math.isclose(descent.optimal_ridge_penalty(pp, rr, ss), float(lam_star.subs({p: pp, r2: rr, s2: ss})))
 
 
+_T = sp.symbols("t", positive=True)
+# the two roots, solved once and evaluated at the drawn points (lambdify: no symbolic work per draw)
+_RIDGE_ROOTS = [sp.lambdify((g, _T), -r_, "cmath")
+                for r_ in sp.solve((g * z * m**2 - (z + g - 1) * m + 1).subs(z, -_T), m)]
+
+
 @proves("descent.optimal_ridge_removes_peak")
 @settings(max_examples=8, deadline=None)
 @given(st.floats(0.05, 8.0), st.floats(0.2, 5.0), st.floats(0.05, 3.0))
@@ -116,10 +125,7 @@ def check_optimal_ridge_risk_from_marchenko_pastur(gg, rr, ss):
     # sum_k sigma2 / (s_k^2 + lam*) over the p directions (zero singular values included) is
     # sigma2 tr (X^T X + lam* I)^{-1} = sigma2 (p/n) (1/p) tr (S + lam*/n)^{-1} -> sigma2 gamma m(-lam*/n),
     # m(-t) = -G(-t) with G solving gamma z G^2 - (z + gamma - 1) G + 1 = 0: the root with m(-t) > 0.
-    t = sp.symbols("t", positive=True)
-    roots = sp.solve((g * z * m**2 - (z + g - 1) * m + 1).subs(z, -t), m)
-    sub = {g: gg, t: ss * gg / rr}
-    vals = [complex(sp.N(-r_.subs(sub))) for r_ in roots]
+    vals = [complex(f(gg, ss * gg / rr)) for f in _RIDGE_ROOTS]
     pos = [v.real for v in vals if abs(v.imag) < 1e-12 and v.real > 0]
     assert len(pos) == 1
     derived = ss * gg * pos[0]
@@ -130,3 +136,44 @@ def check_optimal_ridge_risk_from_marchenko_pastur(gg, rr, ss):
     assert np.all(np.diff(curve) > 0)
     # the min-norm limit exceeds it everywhere (ridge at lam* is optimal, lam = 0 is one choice)
     assert descent.min_norm_risk_limit(gg, rr, ss) >= descent.optimal_ridge_risk(gg, rr, ss)
+
+
+@proves("descent.peak_at_interpolation")
+def check_peak_location_and_height_at_finite_n():
+    var_under, var_over, bias_over = _finite_n_forms()
+    vu, vo = sp.gammasimp(var_under), sp.gammasimp(var_over)
+    # the poles: the denominators of the exact variances vanish at p = n - 1 (below) and p = n + 1 (above)
+    assert sp.solve(sp.denom(sp.together(vu)), p) == [n - 1]
+    assert sp.solve(sp.denom(sp.together(vo)), p) == [n + 1]
+    # model-wise each side rises toward the threshold: d/dp of the risk is > 0 below, and above it is
+    # -sigma2 n/(p - n - 1)^2 + r2 n/p^2 < 0 once sigma2 p^2 > r2 (p - n - 1)^2 (true next to the pole)
+    assert sp.simplify(sp.diff(vu, p) - s2 * (n - 1) / (n - p - 1) ** 2) == 0
+    # hence the maximum over the finite values is at p = n - 2 or p = n + 2; compare the two
+    below = vu.subs(p, n - 2)
+    above = (vo + bias_over).subs(p, n + 2)
+    assert sp.simplify(below - s2 * (n - 2)) == 0
+    assert sp.simplify(above - (s2 * n + 2 * r2 / (n + 2))) == 0
+    assert sp.simplify(above - below - (2 * s2 + 2 * r2 / (n + 2))) == 0  # > 0: the peak is at p = n + 2
+    # the sample-wise curve (p = n features, m samples): m = n + 2 gives sigma2 n, m = n - 2 gives
+    # sigma2 (n - 2) + 2 r2/n; the larger one is the peak
+    mm = sp.symbols("m", positive=True)
+    swap = lambda e, m_: e.subs({n: mm, p: n}, simultaneous=True).subs(mm, m_)  # noqa: E731
+    s_under = swap(vu, n + 2)
+    s_over = swap(vo + bias_over, n - 2)
+    assert sp.simplify(s_under - s2 * n) == 0 and sp.simplify(s_over - (s2 * (n - 2) + 2 * r2 / n)) == 0
+    # the growth: the height is linear in n and sigma2 (d/dn of the model-wise peak -> sigma2 > 0)
+    assert sp.limit(sp.diff(above, n), n, sp.oo) == s2
+    # the domain's condition: sample-wise above the threshold the risk at d = 8 exceeds that at d = 12 iff
+    # sigma2 n (n - 1) > 77 r2
+    over_s = lambda d: swap(vo + bias_over, n - d)  # noqa: E731
+    diff = sp.factor(sp.together(over_s(8) - over_s(12)))
+    assert sp.simplify(diff - 4 * (s2 * n * (n - 1) - 77 * r2) / (77 * n)) == 0
+    for nn, rr, ss in [(30, 2.0, 0.5), (24, 3.0, 0.1), (41, 0.3, 1.7)]:
+        got = descent.threshold_peak(nn, rr, ss)
+        sub = {n: nn, r2: rr, s2: ss}
+        hb, ha = float(below.subs(sub)), float(above.subs(sub))
+        assert got["model_p"] == nn + 2 and math.isclose(got["model_height"], ha, rel_tol=1e-12)
+        su, so = float(s_under.subs(sub)), float(s_over.subs(sub))
+        assert got["sample_n"] == (nn + 2 if su > so else nn - 2)
+        assert math.isclose(got["sample_height"], max(su, so), rel_tol=1e-12)
+        assert ha > hb

@@ -66,6 +66,7 @@ from ..stats import mean_sem
 __all__ = [
     "min_norm_bias_variance", "min_norm_risk_limit", "optimal_ridge_penalty", "optimal_ridge_risk",
     "mp_stieltjes", "sample_problem", "spectral_errors", "ridge_risks", "min_norm_fit", "GAMMA_GRID",
+    "threshold_peak", "peak_points", "min_norm_draws", "PEAK_OFFSETS",
 ]
 
 _Z = 3.0  # z-value of every Monte Carlo tolerance below (two-sided 0.27%)
@@ -427,4 +428,148 @@ register(Claim(
             lambda p: _opt_ridge_predicted(p, lambda g, r2, s2: min(1e12, min_norm_risk_limit(g, r2, s2))),
     },
     closed_forms=("optimal_ridge_risk", "mp_stieltjes"),
+))
+
+
+# --------------------------------------------------------------------------------------------
+# The peak at the interpolation threshold, at finite n
+
+#: offsets |p - n| of the measured points: from 8 the draws of tr W^{-1} have a finite fourth moment
+#: (chi2 with n - p + 1 >= 9 degrees of freedom), so the Monte Carlo standard error is itself reliable
+PEAK_OFFSETS = (8, 12)
+
+
+_Z_FAMILY = 4.0  # two-sided 6e-5 per entry: family-wise 0.1% over the 10 points of the curves
+
+
+def threshold_peak(n: int, r2: float, sigma2: float) -> dict[str, float]:
+    """Where the exact finite-``n`` expected risk of min-norm least squares peaks, and how high.
+
+    The expectation is infinite for ``|p - n| <= 1``; over the sizes where it is finite it peaks next to
+    those poles. Model-wise (``n`` fixed, ``p`` varies) the maximum is at ``p = n + 2``, height
+    ``sigma2 n + 2 r2 / (n + 2)`` (``p = n - 2`` gives ``sigma2 (n - 2)``). Sample-wise (``p = n`` fixed, the
+    sample size ``m`` varies) the candidates are ``m = p + 2`` (height ``sigma2 p``) and ``m = p - 2``
+    (``sigma2 (p - 2) + 2 r2 / p``). Both heights grow linearly in ``n`` and ``sigma2``, without bound.
+
+    >>> threshold_peak(30, 2.0, 0.5)["model_p"]
+    32
+    """
+    n = check_int("n", n, 4, None)
+    r2, s2 = _r2(r2), _sigma2(sigma2)
+    model = {pp: sum(min_norm_bias_variance(pp, n, r2, s2)) for pp in (n - 2, n + 2)}
+    sample = {m: sum(min_norm_bias_variance(n, m, r2, s2)) for m in (n - 2, n + 2)}
+    mp, ms = max(model, key=model.get), max(sample, key=sample.get)
+    return {"model_p": mp, "model_height": model[mp], "sample_n": ms, "sample_height": sample[ms]}
+
+
+def peak_points(n: int) -> list[tuple[int, int]]:
+    """The ``(samples, features)`` of the curve points of ``peak_at_interpolation``: model-wise
+    ``(n, n + d)``, ``(n, n - d)``; sample-wise ``(n - d, n)``, ``(n + d, n)`` for ``d`` in
+    :data:`PEAK_OFFSETS`; and model-wise at twice the size, ``(2n, 2n + 8)``, ``(2n, 2n - 8)``."""
+    pts = []
+    for sign_p, sign_n in ((1, 0), (-1, 0), (0, -1), (0, 1)):
+        pts += [(n + sign_n * d, n + sign_p * d) for d in PEAK_OFFSETS]
+    d0 = PEAK_OFFSETS[0]
+    return pts + [(2 * n, 2 * n + d0), (2 * n, 2 * n - d0)]
+
+
+def min_norm_draws(X: Any, beta: Any, eps: Any, backend: Backend) -> tuple[Any, Any]:
+    """Per-draw bias ``||(I - P) beta||^2`` and variance ``||X^+ eps||^2`` of the min-norm fit by one
+    batched solve on the smaller Gram matrix (about 10x cheaper than :func:`ridge_risks`' eigendecomposition;
+    full rank a.s. away from ``p = n``)."""
+    xp = backend.xp
+    n, p = int(X.shape[-2]), int(X.shape[-1])
+    Xt = xp.matrix_transpose(X)
+    if p < n:
+        w = xp.linalg.solve(Xt @ X, (Xt @ eps[..., None]))[..., 0]
+        return xp.zeros_like(w[..., 0]), xp.sum(w * w, axis=-1)
+    Xb = (X @ beta[..., None])[..., 0]
+    sol = xp.linalg.solve(X @ Xt, xp.stack([Xb, eps], axis=-1))
+    bias = xp.sum(beta * beta, axis=-1) - xp.sum(Xb * sol[..., 0], axis=-1)
+    return bias, xp.sum(eps * sol[..., 1], axis=-1)
+
+
+@dataclass(frozen=True)
+class PeakParams(Params):
+    n: int = param(30, low=20, integer=True, domain=(24, 44), doc="sample size n of the model-wise curve (= p of the sample-wise one)")
+    r2: float = param(2.0, low=0, domain=(0.5, 2.0), log=True, doc="signal ||beta||^2 = r2")
+    sigma2: float = param(0.5, low=0, low_open=True, domain=(0.3, 1.0), log=True, doc="noise variance sigma2")
+    replicates: int = param(1000, low=16, integer=True, domain=(900, 1100), doc="draws per curve point")
+
+    def check(self) -> None:
+        # sample-wise, above the threshold (m = n - d samples of p = n features) the bias r2 d/n rises with d
+        # while the variance falls; between d = 8 and 12 the variance wins iff sigma2 (4n - 4)/77 > 4 r2/n
+        if self.sigma2 * self.n * (self.n - 1) <= 77 * self.r2:
+            raise ValueError(
+                f"r2={self.r2!r} is out of range for sigma2={self.sigma2!r} and n={self.n}: the claim needs "
+                f"r2 < sigma2 n (n - 1) / 77 = {self.sigma2 * self.n * (self.n - 1) / 77:.4g} (else the bias hides "
+                f"the rise of the sample-wise curve between |p - n| = 12 and 8; the pole is still there)")
+
+
+def _measure_peak(p: PeakParams, backend: Backend, seed: int) -> Measurement:
+    means, ses = [], []
+    for k, (nn, pp) in enumerate(peak_points(p.n)):
+        X, beta, eps = sample_problem(p.replicates, nn, pp, p.r2, p.sigma2, backend, seed + 7919 * k)
+        bias, var = min_norm_draws(X, beta, eps, backend)
+        mb, sb = mean_sem(Backend.to_numpy(bias))
+        mv, sv = mean_sem(Backend.to_numpy(var))
+        means.append(float(mb + mv))
+        ses.append(float(math.hypot(sb, sv)))
+    m, se = np.array(means), np.array(ses)
+    k = len(PEAK_OFFSETS)
+    # each side of each curve: its point nearest the threshold is its largest (the peak is at p = n)
+    sides = [m[i * k:(i + 1) * k] for i in range(4)]
+    sides_se = [se[i * k:(i + 1) * k] for i in range(4)]
+    rising = all(bool(np.all(s[0] - s[1:] > -_Z * np.hypot(e[0], e[1:]))) for s, e in zip(sides, sides_se))
+    # growth of the peak with n: at the same offset the model-wise variance doubles with n
+    grows = bool(m[-2] - m[0] > -_Z * math.hypot(se[-2], se[0]) and m[-1] - m[k] > -_Z * math.hypot(se[-1], se[k]))
+    return Measurement(value=m, stderr=se,
+                       checks={"each side rises toward p = n": rising, "the peak grows with n": grows},
+                       info={"points_n_p": peak_points(p.n)})
+
+
+def _tol_peak(p: PeakParams, m: Measurement, be: Backend) -> Tolerance:
+    return Tolerance(_Z_FAMILY * np.asarray(m.stderr),
+                     "4 Monte Carlo standard errors of each mean (absolute; Bonferroni over the 10 points at "
+                     "family-wise 0.1%); |p - n| >= 8 keeps the fourth moment of the draws finite, so the "
+                     "standard error is a reliable scale")
+
+
+def _peak_predicted(p: PeakParams, var=None) -> list[float]:
+    out = []
+    for nn, pp in peak_points(p.n):
+        b, v = min_norm_bias_variance(pp, nn, p.r2, p.sigma2)
+        if var is not None:
+            v = var(nn, pp, p.sigma2)
+        out.append(b + v)
+    return out
+
+
+register(Claim(
+    id="descent.peak_at_interpolation",
+    statement=("Min-norm least squares (isotropic Gaussian features, ||beta||^2 = r2, noise sigma2): the "
+               "model-wise (n fixed, p varies) and sample-wise (p = n fixed, the sample size varies) expected "
+               "risk curves rise toward p = n from both sides, with poles at p = n +- 1 (not at p = n, where "
+               "Hastie et al.'s limit puts them): E V = sigma2 p/(n - p - 1) below, sigma2 n/(p - n - 1) "
+               "above, exact at finite n. The expectation is infinite for |p - n| <= 1; over the p where it is "
+               "finite the model-wise maximum is at p = n + 2, height sigma2 n + 2 r2/(n + 2), growing "
+               "linearly in n and sigma2 without bound (threshold_peak). Asserted on the curves at "
+               "|p - n| in {8, 12} and at 2n, where sigma2 n (n - 1) > 77 r2."),
+    reference=("Nakkiran et al. 2019, arXiv 1912.02292 (sample- and model-wise double descent); Hastie, "
+               "Montanari, Rosset, Tibshirani 2019, arXiv 1903.08560, Thm 1; Belkin, Hsu, Xu 2019, arXiv "
+               "1903.07571 (finite-n Gaussian model); finite-n pole location and peak height derived here"),
+    params=PeakParams,
+    predicted=_peak_predicted,
+    measured=_measure_peak,
+    tolerance=_tol_peak,
+    error=_abs_errors,
+    sweep="sigma2", sweep_values=(0.25, 0.5, 1.0),
+    summary=lambda v: float(np.max(v)), summary_label="largest expected risk on the measured curves",
+    mutants={
+        "pole at p = n (the limit form sigma2/|gamma - 1| at finite n)":
+            lambda p: _peak_predicted(p, lambda nn, pp, s2: s2 * min(nn, pp) / abs(nn - pp)),
+        "pole at p = n + 1 on both sides (chi2 degrees of freedom |n - p| + 1 in the denominator)":
+            lambda p: _peak_predicted(p, lambda nn, pp, s2: s2 * min(nn, pp) / (abs(nn - pp) + 1)),
+    },
+    closed_forms=("min_norm_bias_variance", "threshold_peak"),
 ))
