@@ -43,15 +43,15 @@ def check_prefactor_is_n_dkappa_ddelta():
     assert math.isclose(E, nn * dkdd * (float(np.sum((1 - L) ** 2 * v2)) + 0.3), rel_tol=1e-6)
 
 
-# sum L_i = n - delta/kappa follows from KAPPA_EQ = 0
+# sum L_i = n - delta/kappa follows from KAPPA_EQ = 0 (simplified once, not per drawn point)
 TOTAL = sp.solve(KAPPA_EQ, n)[0] - dl / kap
+assert sp.simplify(TOTAL - sum(Ls)) == 0
 
 
 @proves("kernels.learning_curve")
 @settings(max_examples=8, deadline=None)
 @given(st.floats(1.2, 3.0), st.floats(1.1, 3.0), st.floats(0.0, 0.5), st.integers(5, 60))
 def check_total_learnability(a, b, ridge, nn):
-    assert sp.simplify(TOTAL - sum(Ls)) == 0
     _, S = kernels.eigenlearning_error(a, b, ridge, nn, 100, 0.1)
     k = kernels.solve_kappa(kernels.spectrum(a, b, 100)[0], nn, ridge)
     assert math.isclose(S, nn - ridge / k, rel_tol=1e-9)
@@ -82,3 +82,38 @@ def check_kappa_asymptotics_and_exponent():
         Es = [kernels.eigenlearning_error(A, B, 0.0, int(q), 20000, 0.0)[0] for q in ns]
         slope = np.polyfit(np.log(ns), np.log(Es), 1)[0]
         assert abs(-slope - kernels.data_scaling_exponent(A, B)) < 0.1, (A, B, slope)
+
+
+@proves("kernels.ntk_drift")
+def check_drift_and_lazy_exponents():
+    # One hidden unit j of f = w^-1/2 sum_j a_j act(v_j x) (NTK parametrisation, one input direction per
+    # example, x1 and x2 the two inputs). Its contribution to the NTK is k_j / w with
+    # k_j = act(v x1) act(v x2) + a^2 x1 x2 act'(v x1) act'(v x2). One GD step moves (a, v) by
+    # -lr w^-1/2 r grad_(a, v)[a act(v x1)] (residual r at x1): O(w^-1/2) per unit.
+    a, v, x1, x2, r, lr, w = sp.symbols("a v x1 x2 r lr w", real=True)
+    act = sp.tanh
+    k = act(v * x1) * act(v * x2) + a**2 * x1 * x2 * sp.diff(act(v * x1), v) / x1 * sp.diff(act(v * x2), v) / x2
+    out = a * act(v * x1)
+    step = [-lr * r * sp.diff(out, q) / sp.sqrt(w) for q in (a, v)]
+    first = sum(sp.diff(k, q) * dq for q, dq in zip((a, v), step))  # dk_j to first order in the step
+    # a ~ N(0, 1) is symmetric: the first-order change is odd in a, so its mean over units vanishes and the
+    # sum over w units is a random walk, (1/w) sqrt(w) w^-1/2 = 1/w; the second order is even, coherent:
+    # (1/w) w (w^-1/2)^2 = 1/w. Both give the exponent -1 (the 1/sqrt(w) term would need a nonzero mean).
+    assert sp.expand(first.subs(a, -a) + first) == 0
+    second = sum(sp.diff(k, q1, q2) * d1 * d2 / 2 for q1, d1 in zip((a, v), step) for q2, d2 in zip((a, v), step))
+    assert sp.expand(second.subs(a, -a) - second) == 0
+    wp = sp.symbols("w", positive=True)
+    order_first = sp.degree(sp.powsimp(1 / (sp.sqrt(wp) * wp ** sp.Rational(-1, 2) / wp)), wp) * -1
+    order_second = sp.degree(sp.powsimp(1 / (wp * (wp ** sp.Rational(-1, 2)) ** 2 / wp)), wp) * -1
+    assert order_first == order_second == -1
+    # lazy training: model alpha (f(theta) - f(theta0)), loss (1/(2 alpha^2)) (model - y)^2. The first GD
+    # step from theta0 (model 0) is theta1 - theta0 = lr y f'(theta0) / alpha; the distance between the
+    # model and its linearisation after it is alpha (f(theta1) - f(theta0) - f'(theta0)(theta1 - theta0)).
+    th, y, eps = sp.symbols("theta y epsilon", real=True)
+    f = sp.tanh(th)
+    d = lr * y * sp.diff(f, th) * eps  # eps = 1/alpha
+    F = f.subs(th, th + d) - f - sp.diff(f, th) * d  # the gap is F / eps, F analytic in eps
+    assert F.subs(eps, 0) == 0 and sp.diff(F, eps).subs(eps, 0) == 0  # no alpha^1 or alpha^0 term
+    slope = sp.diff(F, eps, 2).subs(eps, 0) / 2  # the alpha^-1 coefficient, nonzero where f'' != 0
+    assert sp.simplify(slope - sp.diff(f, th, 2) * d.subs(eps, 1) ** 2 / 2) == 0  # order alpha^-1
+    assert tuple(kernels.drift_exponents()) == (float(order_first), -1.0)

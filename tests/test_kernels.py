@@ -78,3 +78,44 @@ def test_eigenlearning_finite_size():
             mE, sE = mean_sem(E)
             assert n * (abs(mE - Ep) - 3 * sE) / Ep < kernels.EIGEN_BIAS_C
             assert n * abs(T.mean() - S) / S < kernels.EIGEN_BIAS_C
+
+
+def test_ntk_drift_run_limits_and_seeds():
+    r = kernels.ntk_drift_run(32, 4, 8, 3, 0, 1.0, alphas=(1.0, 4.0))
+    assert np.all(r["drift"] == 0) and np.all(r["lin_error"] < 1e-12)  # no step: no drift, no gap
+    a = kernels.ntk_drift_run(32, 4, 8, 3, 5, 1.0, seed=3)
+    b = kernels.ntk_drift_run(32, 4, 8, 3, 5, 1.0, seed=3)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_lazy_gap_and_drift_fall_over_seeds():
+    # statements over 8 independent runs each, not one seed's numbers
+    r = kernels.ntk_drift_run(32, 8, 12, 4, 30, 3.0, alphas=(1.0, 8.0), seed=1)
+    assert np.mean(r["lin_error"][1] < r["lin_error"][0]) >= 0.9
+    wide = kernels.ntk_drift_run(256, 8, 12, 4, 30, 3.0, seed=2)
+    assert wide["drift"].mean() < r["drift"].mean()
+
+
+def test_jackknife_slope_of_an_exact_power_law():
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    s, se = kernels.jackknife_slope(x, np.outer(np.linspace(1, 2, 6), x ** -1.0))
+    assert s == pytest.approx(-1.0) and se == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ntk_drift_bad_input():
+    with pytest.raises(ValueError, match=r"width=0 is out of range"):
+        kernels.ntk_drift_run(0, 4, 8, 3, 1, 1.0)
+    with pytest.raises(ValueError, match=r"min_width=4 is out of range"):
+        kernels.DriftParams(min_width=4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("solvable.backend", fromlist=["x"]).cuda_available(), reason="CUDA not available")
+def test_ntk_drift_on_cuda_at_larger_widths():
+    import torch
+    from solvable.stats import loglog_slope
+    widths = [256, 512, 1024, 2048]
+    d = [kernels.ntk_drift_run(w, 32, 32, 8, 60, 3.0, seed=k, device="cuda", dtype=torch.float64)["drift"].mean()
+         for k, w in enumerate(widths)]
+    assert abs(loglog_slope(widths, d).slope + 1.0) < 0.25
