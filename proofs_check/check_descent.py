@@ -177,3 +177,30 @@ def check_peak_location_and_height_at_finite_n():
         assert got["sample_n"] == (nn + 2 if su > so else nn - 2)
         assert math.isclose(got["sample_height"], max(su, so), rel_tol=1e-12)
         assert ha > hb
+
+
+@proves("descent.random_features")
+def check_random_features_peak_from_the_hard_edge():
+    # Hermite coefficients of relu under N(0, 1), integrated against the Gaussian density
+    u = sp.symbols("u", real=True)
+    phi = sp.exp(-u**2 / 2) / sp.sqrt(2 * sp.pi)
+    mu0 = sp.integrate(u * phi, (u, 0, sp.oo))
+    mu1 = sp.integrate(u * u * phi, (u, 0, sp.oo))
+    second = sp.integrate(u**2 * phi, (u, 0, sp.oo))
+    mustar2 = sp.simplify(second - mu0**2 - mu1**2)
+    got = descent.relu_gaussian_coefficients()
+    assert math.isclose(got[0], float(mu0)) and math.isclose(got[1], float(mu1))
+    assert math.isclose(got[2] ** 2, float(mustar2)) and float(mustar2) > 0
+    # Gaussian equivalence: Z = mu0 1 1^T + mu1 X W^T/sqrt(d) + mu* G; the first two terms have rank <= d + 1,
+    # so for N, n >> d the small singular values of Z are those of mu* G (n x N, iid): the Marchenko-Pastur
+    # law of ratio psi = N/n. Its support edges are where the discriminant of the Stieltjes equation
+    # psi z G^2 - (z + psi - 1) G + 1 = 0 vanishes:
+    ps = sp.symbols("psi", positive=True)
+    edges = sp.solve(sp.discriminant(ps * z * m**2 - (z + ps - 1) * m + 1, m), z)
+    lower = min(edges, key=lambda e: float(e.subs(ps, 0.5)))
+    assert sp.simplify(lower - (1 - sp.sqrt(ps)) ** 2) == 0
+    # the smallest squared singular value reaches 0 only at psi = 1: the ridgeless fit's norm, and with it
+    # the variance of the test error, blows up at N = n and nowhere else
+    assert sp.solve(lower, ps) == [1]
+    for nn, dd in [(64, 16), (48, 8), (96, 30)]:
+        assert descent.rf_peak_features(nn, dd) == nn  # psi = 1

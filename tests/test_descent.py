@@ -166,3 +166,28 @@ def test_peak_curves_rise_toward_the_threshold_over_seeds():
     claim = __import__("solvable").get("descent.peak_at_interpolation")
     p = descent.PeakParams(replicates=400)
     assert all(all(claim.measure(p, seed=s).checks.values()) for s in range(4))
+
+
+def test_rf_curve_limits_and_seeds(backend):
+    Ns = [4, 16, 40]
+    # huge ridge: a = 0 and the error is E (beta.x)^2 = 1 for every N
+    R = backend.to_numpy(descent.rf_curve(16, 4, Ns, 0.3, 1e12, 4, 2000, backend, seed=1))
+    np.testing.assert_allclose(R.mean(0), 1.0, rtol=0.15)
+    a = descent.rf_curve(16, 4, Ns, 0.3, 1e-3, 3, 50, backend, seed=2)
+    b = descent.rf_curve(16, 4, Ns, 0.3, 1e-3, 3, 50, backend, seed=2)
+    np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))
+
+
+def test_rf_peak_grows_as_the_ridge_shrinks():
+    # over 100 draws each: the peak value at N = n is larger at a smaller ridge, the ends barely move
+    Ns = [16, 64, 256]
+    lo = descent.rf_curve(64, 16, Ns, 0.25, 1e-4, 100, 200, "numpy", seed=0).mean(0)
+    hi = descent.rf_curve(64, 16, Ns, 0.25, 1e-1, 100, 200, "numpy", seed=0).mean(0)
+    assert lo[1] > 3 * hi[1] and lo[1] > lo[0] and lo[1] > lo[2]
+
+
+def test_rf_bad_input():
+    with pytest.raises(ValueError, match=r"ridge=-1.0 is out of range"):
+        descent.rf_curve(16, 4, [4], 0.3, -1.0, 3, 10)
+    with pytest.raises(ValueError, match=r"tau2=-0.5 is out of range"):
+        descent.RFParams(tau2=-0.5)

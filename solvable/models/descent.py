@@ -66,7 +66,8 @@ from ..stats import mean_sem
 __all__ = [
     "min_norm_bias_variance", "min_norm_risk_limit", "optimal_ridge_penalty", "optimal_ridge_risk",
     "mp_stieltjes", "sample_problem", "spectral_errors", "ridge_risks", "min_norm_fit", "GAMMA_GRID",
-    "threshold_peak", "peak_points", "min_norm_draws", "PEAK_OFFSETS",
+    "threshold_peak", "peak_points", "min_norm_draws", "PEAK_OFFSETS", "relu_gaussian_coefficients",
+    "rf_peak_features", "rf_grid", "rf_curve",
 ]
 
 _Z = 3.0  # z-value of every Monte Carlo tolerance below (two-sided 0.27%)
@@ -572,4 +573,123 @@ register(Claim(
             lambda p: _peak_predicted(p, lambda nn, pp, s2: s2 * min(nn, pp) / (abs(nn - pp) + 1)),
     },
     closed_forms=("min_norm_bias_variance", "threshold_peak"),
+))
+
+
+# --------------------------------------------------------------------------------------------
+# Random-features regression (two layers, the first frozen)
+
+
+def relu_gaussian_coefficients() -> tuple[float, float, float]:
+    """``(mu_0, mu_1, mu_star)`` of ``relu`` under ``g ~ N(0, 1)``: ``mu_0 = E relu(g) = 1/sqrt(2 pi)``,
+    ``mu_1 = E g relu(g) = 1/2``, ``mu_star^2 = E relu(g)^2 - mu_0^2 - mu_1^2 = 1/4 - 1/(2 pi)``. The feature
+    matrix behaves like ``mu_0 1 1^T + mu_1 X W^T / sqrt(d) + mu_star G`` (Gaussian equivalence, Mei and
+    Montanari 2019, Sec. 2); ``mu_star > 0`` is what makes the ``n x N`` matrix full rank, with a smallest
+    singular value that reaches 0 only at ``N = n``."""
+    return 1.0 / math.sqrt(2 * math.pi), 0.5, math.sqrt(0.25 - 1.0 / (2 * math.pi))
+
+
+def rf_peak_features(n: int, d: int) -> int:
+    """The number of random features ``N`` at which the model-wise risk of (near-)ridgeless random-features
+    regression peaks: ``N = n`` (the interpolation threshold of the features; it does not depend on the
+    input dimension ``d`` nor on the parameter count ``N (d + 1)``)."""
+    check_int("d", d, 1, None)
+    return check_int("n", n, 1, None)
+
+
+def rf_grid(n: int) -> list[int]:
+    """Feature counts of the model-wise curve: ``round(n 2^(k/4))``, ``k = -8..8`` (a factor 2^(1/4) apart)."""
+    return sorted({max(1, int(round(n * 2 ** (k / 4)))) for k in range(-8, 9)})
+
+
+def rf_curve(n: int, d: int, Ns: Any, tau2: float, ridge: float, batch: int, m_test: int,
+             backend: Backend | str = "numpy", seed: int = 0) -> Any:
+    """Test error of ridge regression on ``N`` ReLU random features, for every ``N`` in ``Ns``, per draw.
+
+    Model: ``x ~ N(0, I_d)``, ``y = beta.x + eps`` with ``||beta|| = 1``, ``Var eps = tau2``; features
+    ``relu(W x / sqrt(d))`` with ``W`` ``(N, d)`` standard Gaussian (the first ``N`` rows of one ``W`` per
+    draw, so the curve of one draw is nested); second layer ``a`` by ridge ``min ||Z a - y||^2 + ridge ||a||^2``
+    (one batched solve on the smaller Gram matrix). Returns ``(batch, len(Ns))`` errors
+    ``mean_test (a.z(x) - beta.x)^2`` over ``m_test`` fresh inputs.
+    """
+    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    xp = be.xp
+    n, d = check_int("n", n, 1, None), check_int("d", d, 1, None)
+    tau2, ridge = check_range("tau2", tau2, 0.0, None), check_range("ridge", ridge, 0.0, None)
+    g = be.rng(seed)
+    Nmax = max(Ns)
+    X, Xt = g.normal((batch, n, d)), g.normal((batch, m_test, d))
+    beta = g.normal((batch, d, 1))
+    beta = beta / xp.linalg.vector_norm(beta, axis=1, keepdims=True)
+    y = (X @ beta)[..., 0] + g.normal((batch, n), scale=math.sqrt(tau2))
+    yt = (Xt @ beta)[..., 0]
+    W = g.normal((batch, Nmax, d))
+    relu = lambda t: xp.where(t > 0, t, xp.zeros_like(t))  # noqa: E731
+    Z = relu(X @ xp.matrix_transpose(W) / math.sqrt(d))
+    Zt = relu(Xt @ xp.matrix_transpose(W) / math.sqrt(d))
+    out = []
+    for N in Ns:
+        z, zt = Z[..., :N], Zt[..., :N]
+        zT = xp.matrix_transpose(z)
+        if N <= n:
+            a = xp.linalg.solve(zT @ z + ridge * be.asarray(np.eye(N)), zT @ y[..., None])
+        else:
+            a = zT @ xp.linalg.solve(z @ zT + ridge * be.asarray(np.eye(n)), y[..., None])
+        out.append(xp.mean(((zt @ a)[..., 0] - yt) ** 2, axis=-1))
+    return xp.stack(out, axis=-1)
+
+
+@dataclass(frozen=True)
+class RFParams(Params):
+    n: int = param(64, low=8, integer=True, domain=(48, 96), doc="training samples n")
+    d: int = param(16, low=1, integer=True, domain=(8, 16), doc="input dimension d")
+    tau2: float = param(0.25, low=0, domain=(0.1, 1.0), log=True, doc="label-noise variance tau2")
+    ridge: float = param(1e-3, low=0, domain=(1e-4, 1e-2), log=True, doc="ridge penalty of the second layer")
+    replicates: int = param(100, low=8, integer=True, domain=(80, 120), doc="draws of (X, W, beta, eps)")
+
+
+def _measure_rf(p: RFParams, backend: Backend, seed: int) -> Measurement:
+    Ns = rf_grid(p.n)
+    R = Backend.to_numpy(rf_curve(p.n, p.d, Ns, p.tau2, p.ridge, p.replicates, 200, backend, seed))
+    m, se = mean_sem(R)
+    k = int(np.argmax(m))
+    # grid points whose risk is not below the maximum by 3 standard errors of the paired difference (same
+    # draws): the argmax could have been any of them
+    dm, dse = mean_sem(R[:, [k]] - R)
+    tied = [j for j in range(len(Ns)) if j == k or dm[j] < _Z * dse[j]]
+    spread = max(abs(math.log2(Ns[j] / Ns[k])) for j in tied)
+    return Measurement(value=float(Ns[k]), stderr=spread,
+                       info={"N": Ns, "risk": m.tolist(), "stderr": se.tolist(), "tied_with_max": [Ns[j] for j in tied]},
+                       checks={"a peak: the maximum exceeds both ends of the curve by 3 standard errors":
+                               bool(m[k] - m[0] > _Z * math.hypot(se[k], se[0]) and
+                                    m[k] - m[-1] > _Z * math.hypot(se[k], se[-1]))})
+
+
+def _log2_error(predicted: Any, measured: Any) -> float:
+    return abs(math.log2(float(measured) / float(predicted)))
+
+
+register(Claim(
+    id="descent.random_features",
+    statement=("Ridge regression (small ridge) on N ReLU random features relu(W x / sqrt(d)) of n Gaussian "
+               "samples with a linear target and noise tau2: the model-wise test-error curve peaks at N = n "
+               "(measured as the argmax over N = n 2^(k/4)), not at N = d nor where the parameter count "
+               "N (d + 1) equals n. The Mei-Montanari asymptotic risk curve is not computed here."),
+    reference=("Mei, Montanari 2019, arXiv 1908.05355 (Thm 1, the peak at psi_1 = psi_2); Belkin, Hsu, Ma, "
+               "Mandal 2019, arXiv 1812.11118; peak location from the hard edge of the Marchenko-Pastur law, "
+               "derived here"),
+    params=RFParams,
+    predicted=lambda p: float(rf_peak_features(p.n, p.d)),
+    measured=_measure_rf,
+    tolerance=lambda p, m, be: Tolerance(0.125 + m.stderr, "half the spacing of the grid in log2 units (grid "
+                                         "factor 2^(1/4), the resolution of an argmax on it), plus the log2 "
+                                         "distance to the farthest grid point not below the maximum by 3 "
+                                         "paired standard errors (where the argmax could have landed)"),
+    error=_log2_error,
+    sweep="ridge", sweep_values=(1e-4, 1e-3, 1e-2),
+    summary=lambda v: float(v), summary_label="feature count N at the peak",
+    mutants={"peak at N = d (the input dimension)": lambda p: float(p.d),
+             "peak where the parameter count N (d + 1) equals n": lambda p: p.n / (p.d + 1),
+             "peak at N = 2n (a ReLU feature is zero on half the inputs)": lambda p: 2.0 * p.n},
+    closed_forms=("rf_peak_features",),
 ))
