@@ -191,3 +191,17 @@ def test_rf_bad_input():
         descent.rf_curve(16, 4, [4], 0.3, -1.0, 3, 10)
     with pytest.raises(ValueError, match=r"tau2=-0.5 is out of range"):
         descent.RFParams(tau2=-0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("solvable.backend", fromlist=["x"]).cuda_available(), reason="CUDA not available")
+def test_random_features_and_peak_on_cuda_at_larger_sizes():
+    be = get_backend("torch", "cuda", "float64")
+    n = 256
+    Ns = descent.rf_grid(n)
+    R = be.to_numpy(descent.rf_curve(n, 32, Ns, 0.25, 1e-3, 200, 500, be, seed=0))
+    assert Ns[int(np.argmax(R.mean(0)))] == n
+    X, beta, eps = descent.sample_problem(4000, 200, 216, 2.0, 0.5, be, seed=1)
+    bias, var = descent.min_norm_draws(X, beta, eps, be)
+    mv, sv = mean_sem(be.to_numpy(var))
+    assert abs(mv - descent.min_norm_bias_variance(216, 200, 2.0, 0.5)[1]) < 5 * sv
