@@ -204,3 +204,16 @@ def check_random_features_peak_from_the_hard_edge():
     assert sp.solve(lower, ps) == [1]
     for nn, dd in [(64, 16), (48, 8), (96, 30)]:
         assert descent.rf_peak_features(nn, dd) == nn  # psi = 1
+
+
+@proves("descent.label_noise_peak")
+def check_interpolation_width_from_the_parameter_count():
+    # the network f(x) = a . tanh(W x + b) / sqrt(w): count the scalars of W (w x d), b (w) and a (w), and
+    # solve P(w) = n (as many parameters as equations y_i = f(x_i)) for the threshold width
+    w, d_ = sp.symbols("w d", positive=True)
+    W, b, a = sp.MatrixSymbol("W", w, d_), sp.MatrixSymbol("b", w, 1), sp.MatrixSymbol("a", w, 1)
+    P = sum(M.shape[0] * M.shape[1] for M in (W, b, a))
+    (wstar,) = sp.solve(sp.Eq(P, n), w)
+    assert sp.simplify(wstar - n / (d_ + 2)) == 0
+    for nn, dd in [(24, 8), (22, 7), (28, 10)]:
+        assert math.isclose(descent.interpolation_width(nn, dd), float(wstar.subs({n: nn, d_: dd})), rel_tol=1e-12)

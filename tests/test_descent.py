@@ -205,3 +205,55 @@ def test_random_features_and_peak_on_cuda_at_larger_sizes():
     bias, var = descent.min_norm_draws(X, beta, eps, be)
     mv, sv = mean_sem(be.to_numpy(var))
     assert abs(mv - descent.min_norm_bias_variance(216, 200, 2.0, 0.5)[1]) < 5 * sv
+
+
+def test_mlp_gradients_match_torch_func():
+    # the hand-written batched gradients of train_mlp_curve equal torch.func.grad, vmapped over the runs:
+    # one Adam step from the same start (lr tiny, so the step is lr * sign-like; compare the first moments)
+    import torch
+    from torch.func import grad, vmap
+
+    be = get_backend("torch")
+    te0, tr0 = descent.train_mlp_curve(6, 3, [2, 4], [0.5], 2, 0, 0.01, 10, be, seed=5)
+    te1, tr1 = descent.train_mlp_curve(6, 3, [2, 4], [0.5], 2, 1, 1e-3, 10, be, seed=5)
+    # a first Adam step moves every parameter by about lr: the train error changes by O(lr)
+    assert torch.all((tr1 - tr0).abs() < 0.1)
+
+    def f(p, mask, x):
+        W, b, a = p
+        return (torch.tanh(x @ W.T + b) * mask) @ a / mask.sum().sqrt()
+
+    def loss(p, mask, x, y):
+        return ((f(p, mask, x) - y) ** 2).mean()
+
+    g = torch.Generator().manual_seed(0)
+    B, n, d, H = 3, 5, 2, 4
+    p = (torch.randn(B, H, d, generator=g, dtype=torch.float64), torch.randn(B, H, generator=g, dtype=torch.float64),
+         torch.randn(B, H, generator=g, dtype=torch.float64))
+    M = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.float64)
+    X, Y = torch.randn(B, n, d, generator=g, dtype=torch.float64), torch.randn(B, n, generator=g, dtype=torch.float64)
+    ref = vmap(grad(loss))(p, M, X, Y)
+    # the same formulas as in train_mlp_curve
+    W, b, a = p
+    Am = M / M.sum(1, keepdim=True).sqrt()
+    h = torch.tanh(X @ W.mT + b[:, None, :])
+    r = 2.0 * ((h @ (a * Am)[..., None])[..., 0] - Y) / n
+    gh = r[..., None] * (a * Am)[:, None, :] * (1 - h * h)
+    mine = (gh.mT @ X, gh.sum(1), (h.mT @ r[..., None])[..., 0] * Am)
+    for u, v in zip(ref, mine):
+        torch.testing.assert_close(u, v)
+
+
+def test_label_noise_curves_over_seeds():
+    # over 6 seeds each (paired): the high-noise curve lies above the low-noise one at the threshold width,
+    # and every width's train error falls with width at low noise (the nets fit more as they grow)
+    te, tr = descent.train_mlp_curve(24, 8, [1, 4, 24], [0.25, 1.0], 6, 300, 0.025, 100, "numpy", seed=0)
+    assert np.mean(te[1, 1] > te[0, 1]) >= 5 / 6
+    assert tr[0, 0].mean() > tr[0, 1].mean() > tr[0, 2].mean()
+
+
+def test_label_noise_bad_input():
+    with pytest.raises(ValueError, match=r"noise_high=0.1 is out of range"):
+        descent.LabelNoiseParams(noise_high=0.1)
+    with pytest.raises(ValueError, match=r"lr=0.0 is out of range"):
+        descent.train_mlp_curve(8, 2, [1], [0.1], 2, 1, 0.0)
