@@ -1199,7 +1199,8 @@ class TeleportAccelerationParams(Params):
                           doc="target loss as a fraction of the initial loss")
     step_size: float = param(0.05, low=0.0, low_open=True, high=1.0, domain=(0.03, 0.08),
                              doc="teleport Lie-algebra step length s (10 steps)")
-    max_steps: int = param(300, low=10, high=100000, integer=True, domain=(300, 300), doc="step budget")
+    # at most 1e4: both arms keep their loss curves (n_runs x max_steps per optimizer and arm)
+    max_steps: int = param(300, low=10, high=10000, integer=True, domain=(300, 300), doc="step budget")
 
 
 def teleport_speedup_bound() -> float:
