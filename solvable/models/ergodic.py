@@ -931,7 +931,8 @@ def _ta_measure(p: "TimeAverageParams", be: Backend, seed: int) -> Measurement:
     e_abs, se_ea = mean_sem(np.abs(x_ens))
     value = np.array([mt_f, e_f, mt_abs, e_abs], dtype=float)
     se = np.array([se_tf, se_ef, se_ta, se_ea], dtype=float)
-    z_chain = np.maximum(np.abs(t_f - e_f) / np.hypot(se_tf_k, se_ef), np.abs(t_abs - e_abs) / np.hypot(se_ta_k, se_ea))
+    z_chain = np.maximum(np.abs(t_f - e_f) / np.hypot(se_tf_k, se_ef),
+                         np.abs(t_abs - e_abs) / np.hypot(se_ta_k, se_ea))
     checks = {"time_equals_ensemble_loss": bool(abs(mt_f - e_f) <= _T_TA * math.hypot(se_tf, se_ef)),
               "time_equals_ensemble_abs_x": bool(abs(mt_abs - e_abs) <= _T_TA * math.hypot(se_ta, se_ea)),
               "every_chain_time_average_equals_ensemble": bool(z_chain.max() <= _T_BM)}
@@ -988,11 +989,11 @@ register(Claim(
 
 # ---- ergodic.heavy_tail_index
 
-# 40000 chains, snapshots every 5 steps after 100 burn-in steps: 5.6e6 states, 32e6 chain steps. The
+# 32000 chains, snapshots every 5 steps after 100 burn-in steps: 4.5e6 states, 26e6 chain steps. The
 # group spread of Hill's estimate at eta = 0.7-1.0 and tail fraction 1% was 0.5-0.6% of alpha (measured,
-# 6 runs), 1.3-1.8x the i.i.d. alpha / sqrt(k): extremes cluster over a few steps, and snapshots 1-5
-# steps apart gave the same spread per chain step.
-_HT_CHAINS, _HT_BURN, _HT_SNAPS, _HT_SPACING, _HT_GROUPS, _HT_FRACTION = 40000, 100, 140, 5, 40, 0.01
+# 6 runs of 40000 chains), 1.3-1.8x the i.i.d. alpha / sqrt(k): extremes cluster over a few steps, and
+# snapshots 1-5 steps apart gave the same spread per chain step.
+_HT_CHAINS, _HT_BURN, _HT_SNAPS, _HT_SPACING, _HT_GROUPS, _HT_FRACTION = 32000, 100, 140, 5, 40, 0.01
 _T_HT = float(sps.t.isf(1e-4 / 2, _HT_GROUPS - 1))
 # Bias of Hill's estimator at tail fraction 1% (the slowly varying part of the Kesten tail), relative to
 # alpha: +0.02% and +0.05% at eta = 0.7 and 1.0 on 1e7 states (100000 chains, standard error 0.3%);
@@ -1027,7 +1028,7 @@ def _ht_measure(p: TailParams, be: Backend, seed: int) -> Measurement:
     # spread of the group estimates is an honest standard error although snapshots of one chain are
     # (weakly) dependent. The groups' reciprocals 1/alpha_g (mean log-excesses, unbiased for an exact
     # Pareto tail) are averaged, then inverted: averaging the alpha_g themselves would add a Jensen bias
-    # of about +1/k per group (+0.07% at k = 1400).
+    # of about +1/k per group (+0.09% at k = 1120).
     snaps = res.trace[:, :, 0]  # (snapshots, chains)
     S, n_chains = snaps.shape
     if n_chains % _HT_GROUPS:
@@ -1055,7 +1056,7 @@ register(Claim(
     statement=("SGD on 1-D linear regression with fresh Gaussian features, x <- (1 - eta a_t) x + eta b_t with "
                "a_t ~ chi2_b / b, has a stationary law with power-law tail P(|x| > s) ~ c s^-alpha, alpha the "
                "positive root of E|1 - eta a_t|^alpha = 1 (heavy, alpha < 2, for eta > 2b/(b+2)); Hill's "
-               "estimator at tail fraction 1% on 5.6e6 simulated states (40 independent groups of chains) "
+               "estimator at tail fraction 1% on 4.5e6 simulated states (40 independent groups of chains) "
                "agrees within t(39 dof, two-sided 1e-4) standard errors plus a measured Hill bias of 1% "
                "(~3.5% in all: an index 7% off fails). Asserted for eta in [0.7, 1] (alpha 1.9-1.1); at eta = 0.5 "
                "(alpha = 2.9) Hill's estimator at this fraction is biased by -3.8%."),

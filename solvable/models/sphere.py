@@ -1293,7 +1293,8 @@ def _measure_three_regimes(p: ThreeRegimesParams, be: Backend, seed: int) -> Mea
         "regime2_exists": bool(eq.any()),
         "regime2_stationary": bool(np.all(c["stationarity_z"][eq] < 4.0)),
         "regime2_above_minimum": bool(np.all(c["mean_loss"][eq] > 4 * c["mean_loss_se"][eq])),
-        "regime2_below_sphere_average": bool(np.all(c["mean_loss"][eq] < c["sphere_average"] - 4 * c["mean_loss_se"][eq])),
+        "regime2_below_sphere_average":
+            bool(np.all(c["mean_loss"][eq] < c["sphere_average"] - 4 * c["mean_loss_se"][eq])),
         "regime3_at_largest_elr": bool(reg[-1] == 3),
     }
     info.update(elr_12_stderr=se, elr_23=_json_safe(e23), grid=elrs, regimes=reg, ks_p=c["ks_p"], mean_loss=c["mean_loss"],
@@ -1306,8 +1307,8 @@ register(Claim(
     statement=("Projected SGD on the sphere with loss-scaled minibatch-style noise sigma sqrt(2(F - F_min)) P_u xi "
                "on F(u) = u^T A u/2, A = diag(0, 1, ..., 1) in dimension d, passes as the ELR grows through "
                "(1) convergence to e_1 (Lyapunov exponent at e_1 negative), (2) a stationary chaotic equilibrium "
-               "with mean loss above the minimum and below the sphere average (each by 4 standard errors), and (3) a random walk whose direction "
-               "is not rejected as uniform (KS test of u_1 against Beta((d-1)/2,(d-1)/2) at level 1e-3, 128 runs) with "
+               "with mean loss above the minimum and below the sphere average (each by 4 standard errors), and "
+               "(3) a random walk whose direction is not rejected as uniform (KS test of u_1 against Beta((d-1)/2,(d-1)/2) at level 1e-3, 128 runs) with "
                "the loss within 2% of its sphere average tr A/(2d) (it is close to, not exactly, uniform: 0.3-1.2% "
                "below the average with 1024 runs; asserted for d >= 8, since at d = 6 KS with 4096 runs rejects "
                "uniformity at p ~ 1e-3). predicted: the 1/2 boundary, the root of the exponent "
