@@ -306,3 +306,49 @@ def check_norm_map_of_scale_invariant_sgd_with_weight_decay():
         assert_close(sphere.wd_equilibrium(e, lam, gg)[0], x_star, n_ops=50)
 
     compare()
+
+
+@proves("ergodic.weights_do_not_converge")
+def check_fluctuation_dissipation_of_sgd():
+    """theta' = theta - lr g (g the step's minibatch gradient, weight decay included): expand ||theta'||^2
+    from the vectors; stationarity E||theta'||^2 = E||theta||^2 leaves E<theta, g> / E||g||^2 = lr / 2
+    (Yaida 2018), whatever the loss. Checked on the quadratic chain, where both sides are known."""
+    lr = sp.symbols("lr", positive=True)
+    th = sp.Matrix(sp.symbols("th1:4", real=True))
+    gv = sp.Matrix(sp.symbols("g1:4", real=True))
+    new = th - lr * gv
+    D, Q = sp.symbols("D Q", positive=True)  # E<theta, g> and E||g||^2
+    # E||theta'||^2 - E||theta||^2 is linear in the two moments: read off their coefficients
+    change = sp.expand(new.dot(new) - th.dot(th))
+    coeff_D = -2 * lr
+    coeff_Q = lr**2
+    assert sp.simplify(change - (coeff_D * th.dot(gv) + coeff_Q * gv.dot(gv))) == 0
+    ratio = sp.solve(sp.Eq(coeff_D * D + coeff_Q * Q, 0), D)[0] / Q
+    fn = sp.lambdify(lr, ratio)
+    for lv in (0.05, 0.2, 1.3):
+        assert math.isclose(fn(lv), E.sgd_fluctuation_dissipation(lv), rel_tol=1e-14)
+    # the quadratic chain x' = x - eta (a x + xi): E[x g] = a V, E[g^2] = a^2 V + sigma^2
+    for e, aa, sg in ((0.3, 1.2, 0.7), (1.1, 1.5, 2.0), (0.05, 0.5, 1.0)):
+        v = E.stationary_variance(e, aa, sg)
+        assert math.isclose(aa * v / (aa * aa * v + sg * sg), E.sgd_fluctuation_dissipation(e), rel_tol=1e-12)
+
+
+@proves("ergodic.sphere_invariant_measure")
+def check_log_cos_angle_balances_weight_decay():
+    """w' = (1 - k) w - eta g with g orthogonal to w: ||w'|| cos theta = <w', w>/||w|| = (1 - k) ||w|| at every
+    step, so log||w'|| - log||w|| = log(1 - k) - log cos theta; a stationary log||w|| has mean change 0, so
+    E[-log cos theta] = -log(1 - k), the module's closed form."""
+    k = sp.symbols("k", positive=True)
+    x, gn = sp.symbols("x gn", positive=True)
+    w = sp.Matrix([sp.sqrt(x), 0])
+    g = sp.Matrix([0, gn])
+    w_new = (1 - k) * w - eta * g
+    cos_t = w_new.dot(w) / (sp.sqrt(w_new.dot(w_new)) * sp.sqrt(w.dot(w)))
+    step = sp.log(sp.sqrt(w_new.dot(w_new))) - sp.log(sp.sqrt(x))
+    # the per-step identity, for 0 < k < 1 (cos theta > 0)
+    ident = sp.simplify((step - (sp.log(1 - k) - sp.log(cos_t))).subs({k: sp.Rational(1, 7)}))
+    assert ident == 0
+    stationary = sp.solve(sp.Eq(sp.log(1 - k) + sp.Symbol("m"), 0), sp.Symbol("m"))[0]  # m = E[-log cos]
+    fn = sp.lambdify(k, stationary)
+    for e, lam in ((0.15, 0.05), (0.5, 0.3), (1.0, 0.9)):
+        assert math.isclose(fn(e * lam), E.stationary_log_cos_angle(e, lam), rel_tol=1e-14)

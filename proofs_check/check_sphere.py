@@ -45,6 +45,14 @@ def check_scale_invariance_identities():
     H = sp.hessian(_rayleigh_L(w3, a3), list(w3))
     Hc = H.subs({v: c * v for v in w3}, simultaneous=True)
     assert sp.simplify(Hc - H / c**2) == sp.zeros(3, 3)
+    # the measured ratios follow: cos(grad L, w) = 0, |grad L(cw)|/|grad L(w)| = 1/c and
+    # ||Hess L(cw)||_F/||Hess L(w)||_F = 1/c^2, compared with the module's closed form
+    gnorm = lambda G: sp.sqrt(sum(e**2 for e in G))  # noqa: E731
+    derived = [0, sp.simplify(gnorm(g.subs(scale, simultaneous=True)) / gnorm(g)),
+               sp.simplify(gnorm(Hc) / gnorm(H))]
+    for cv in (0.3, 1.5, 7.0):
+        num = [float(sp.N(e.subs(c, cv))) if hasattr(e, "subs") else float(e) for e in derived]
+        np.testing.assert_allclose(num, sphere.scale_invariance_ratios(cv), rtol=1e-12)
     # the models are scale-invariant: the Rayleigh toy and a BatchNorm unit on 3 samples (eps = 0)
     d = 3
     w = _vec("w", d)
@@ -67,8 +75,9 @@ def check_scale_invariance_identities():
 
 @proves("sphere.fixed_elr_is_projected_sgd")
 def check_fixed_elr_step_is_projected_step():
-    """w = rho u, w - elr rho^2 grad L(w) = rho (u - elr grad_S F(u)): the same direction after normalising."""
-    rho, elr = sp.symbols("rho elr", positive=True)
+    """w = rho u: w - lr grad L(w) = rho (u - (lr/rho^2) grad_S F(u)), the same direction after normalising,
+    so the step of the equivalent projected SGD is lr/rho^2 (the module's effective_lr)."""
+    rho, elr, lr = sp.symbols("rho elr lr", positive=True)
     d = 3
     u = _vec("u", d)
     a = list(sp.symbols("a1:4", real=True))
@@ -83,6 +92,11 @@ def check_fixed_elr_step_is_projected_step():
     g_sphere = A * uu - (uu.T * A * uu)[0] * uu
     step_proj = uu - elr * g_sphere
     assert sp.simplify(step_fixed - rho * step_proj) == sp.zeros(d, 1)
+    # the SGD step of rate lr is step_fixed with elr rho^2 = lr: solve for elr
+    elr_of_lr = sp.solve(sp.Eq(elr * rho**2, lr), elr)[0]
+    f = sp.lambdify((lr, rho), elr_of_lr)
+    for lv, rv in ((0.5, 3.0), (0.1, 0.2), (2.0, 10.0)):
+        assert math.isclose(f(lv, rv), sphere.effective_lr(lv, rv), rel_tol=1e-14)
 
 
 def _linearised_multipliers(d: int, quotient_factor: sp.Expr):
@@ -257,6 +271,7 @@ def check_quiet_phase_period_scaling():
     assert sp.simplify(T - sp.log(R) / (-2 * sp.log(1 - k))) == 0
     slope = sp.simplify(k * sp.diff(sp.log(T), k))
     assert sp.limit(slope, k, 0, "+") == -1
+    assert float(sp.limit(slope, k, 0, "+")) == sphere.period_exponent()
 
 
 @proves("sphere.sharpness_reduction")

@@ -38,6 +38,17 @@ def check_gl_action_leaves_the_function_unchanged():
     U2s, V2s = np.array(U2.subs(vals), float), np.array(V2.subs(vals), float)
     assert np.linalg.norm(U2n - U2s) <= 10 * h * eps * np.linalg.cond(gn) * np.linalg.norm(U2s)
     assert np.linalg.norm(V2n - V2s) <= h * eps * np.linalg.norm(gn) * np.linalg.norm(Vn)
+    # the claim's predicted value is the closed-form loss of the original net: the derived loss of the
+    # acted-on net ||U g^-1 g V X - Y||^2 / 2n, lambdified, equals it at drawn points
+    Y = _mat("y", 2, 2)
+    R = U2 * V2 * X - Y
+    syms = sorted(U.free_symbols | V.free_symbols | g.free_symbols | X.free_symbols | Y.free_symbols, key=str)
+    loss = sp.lambdify(syms, _sq(R) / (2 * 2))
+    for trial in range(3):
+        vals = {sy: rng.normal() for sy in syms}
+        Un, Vn, Xn, Yn = (np.array(m.subs(vals), float) for m in (U, V, X, Y))
+        assert_close(loss(*[vals[sy] for sy in syms]), sym.linear_net_loss(Un, Vn, Xn, Yn), n_ops=1e4,
+                     reason="the symbolic inverse of g evaluated in floating point: cond(g) amplifies")
 
 
 @proves("symmetry.linear_invariance")
@@ -84,6 +95,11 @@ def check_data_dependent_action_is_a_projection(seed):
     f = U @ np.where(V @ X > 0, V @ X, a * V @ X)
     assert_close(U2 @ Snew, f @ Pi_n, n_ops=1e5, reason="pinv and the normal-equation projector differ by "
                  "round-off amplified by cond(S)")
+    # exact iff S^+ S = I_n iff rank S = n: a generic h x n matrix has rank min(h, n), so exact iff h >= n,
+    # the module's prediction for the widths n - 2, ..., n + 2
+    for nn in (5, 8):
+        derived = [float(np.linalg.matrix_rank(rng.normal(size=(nn + o, nn))) == nn) for o in sym._LEAKY_OFFSETS]
+        assert derived == sym.leaky_relu_exact_widths(nn).tolist()
 
 
 @proves("symmetry.orbit_curvature")
@@ -199,6 +215,8 @@ def check_first_order_gain_of_an_ascent_step():
     G0 = float(G.subs(vals))
     assert abs(gain - step * abs(r)) <= 10 * G0 * step**2
     assert gain > 0
+    # off a critical point of the orbit (r != 0) every run gains: the module's fraction 1
+    assert r != 0 and float(gain > 0) == sym.teleport_gain_fraction()
 
 
 @proves("symmetry.teleport_accelerates")
@@ -223,6 +241,11 @@ def check_descent_lemma_rewards_a_larger_gradient():
     dec = float(r["loss"][0, 0] - r["loss"][0, 1]) / e
     G0 = float((gu**2 + gv**2).subs(vals))
     assert abs(dec - G0) <= 10 * G0 * e   # O(eta) remainder
+    # at a fixed loss the first step's decrease eta ||grad L||^2 grows with the gradient: a teleported start
+    # (larger gradient, same loss) needs no more steps to first order, the module's bound 1 on the ratio
+    k = sp.Symbol("k", positive=True)  # the gradient gain of the teleport, ||grad|| -> k ||grad||
+    ratio_first_order = sp.simplify((eta * (gu**2 + gv**2)) / (eta * k**2 * (gu**2 + gv**2)))
+    assert sp.limit(ratio_first_order, k, 1) == 1 and float(sp.limit(ratio_first_order, k, 1)) == sym.teleport_speedup_bound()
 
 
 @proves("symmetry.teleport_accelerates")

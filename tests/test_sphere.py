@@ -63,6 +63,9 @@ def test_zero_weight_vector_is_rejected():
     (sphere.lyapunov_at_minimum, (0.0, 1.0, 1.0, 5), "elr"),
     (sphere.lyapunov_at_minimum, (0.1, 1.0, 1.0, 2), "d"),
     (sphere.manifold_sharpness, (0.1, 0.0), "alpha"),
+    (sphere.effective_lr, (0.0, 1.0), "lr"),
+    (sphere.effective_lr, (0.1, 0.0), "rho0"),
+    (sphere.scale_invariance_ratios, (0.0,), "c"),
 ])
 def test_closed_forms_reject_bad_input(fn, args, name):
     with pytest.raises(ValueError, match=name):
@@ -73,8 +76,10 @@ def test_claim_params_reject_bad_input():
     c = get("sphere.convergence_threshold")
     with pytest.raises(ValueError, match="a_max"):
         c.make_params(a_min=2.0, a_max=1.0)
-    with pytest.raises(ValueError, match="elr"):
-        get("sphere.fixed_elr_is_projected_sgd").make_params(elr=0.0)
+    with pytest.raises(ValueError, match="lr"):
+        get("sphere.fixed_elr_is_projected_sgd").make_params(lr=0.0)
+    with pytest.raises(ValueError, match="n_steps"):
+        get("sphere.fixed_elr_is_projected_sgd").make_params(n_steps=10**6)
     with pytest.raises(ValueError, match="eta"):
         get("sphere.wd_equilibrium").make_params(eta=-1.0)
     with pytest.raises(ValueError, match="wd"):
@@ -202,6 +207,38 @@ def test_fixed_elr_directions_do_not_depend_on_rho0():
     be = get_backend("numpy")
     assert_close(d1, d2, rtol=be.roundoff(10 * 6 * 100 * 7.0), atol=be.roundoff(10 * 6 * 100 * 7.0),
                  reason="round-off of a contracting iteration; coordinates near zero")
+
+
+def test_fixed_elr_branch_equals_projected_branch():
+    """The simulator's two branches (renormalised SGD at lr = elr rho0^2, projected SGD with step elr) give
+    the same directions up to round-off: a test of the simulator (the claim checks the ELR independently,
+    on a BatchNorm network with autograd)."""
+    a = sphere.rayleigh_spectrum(1.0, 3.0, 10)
+    w0 = sphere.random_directions(get_backend("numpy"), 16, 10, 7) * 0.7
+    kw = dict(noise=0.5, noise_kind="loss_scaled", keep_directions=True, seed=3)
+    r1 = sphere.simulate(a, w0, 200, mode="fixed_elr", elr=0.3, rho0=5.0, **kw)
+    r2 = sphere.simulate(a, w0, 200, mode="projected", elr=0.3, **kw)
+    tol = get_backend("numpy").roundoff(10 * 10 * 200 * 5.0)
+    assert_close(r1.directions, r2.directions, rtol=tol, atol=tol, reason="round-off; coordinates near zero")
+
+
+def test_batched_bn_losses_equal_one_network_at_a_time():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    X, y, w2 = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((16, 4), (16,), (6,)))
+    batched = sphere._bn_mlp_losses(W, X, y, w2)
+    single = torch.stack([sphere._bn_mlp_loss(W[i], X, y, w2) for i in range(3)])
+    assert_close(batched, single, n_ops=100)
+    # and the loss is scale-invariant row-block-wise: W -> c W leaves every network's loss
+    assert_close(sphere._bn_mlp_losses(3.7 * W, X, y, w2), batched, n_ops=100)
+
+
+def test_periodic_slope_band_error():
+    err = sphere._slope_band_error
+    assert err(-1.0, -1.1) == 0.0 and err(-1.0, -1.0) == 0.0
+    assert math.isclose(err(-1.0, -0.9), 0.1) and math.isclose(err(-1.0, -1.35), 0.1)
+    assert math.isclose(err(-0.5, -1.0), 0.25)  # the -1/2 law's band ends at -0.75
 
 
 # ---- weight-decay equilibrium -------------------------------------------------------------------

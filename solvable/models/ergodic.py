@@ -54,7 +54,7 @@ from scipy import stats as sps
 
 from ..backend import Backend, get_backend
 from ..checks import check_int, check_positive, check_range
-from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register, relative_errors
 from ..stats import batch_means, mean_sem
 
 __all__ = [
@@ -63,6 +63,8 @@ __all__ = [
     "stationary_grad_sq",
     "stationary_covariance",
     "stationary_mean_square_displacement",
+    "sgd_fluctuation_dissipation",
+    "stationary_log_cos_angle",
     "kesten_moment",
     "kesten_lyapunov_exponent",
     "kesten_tail_index",
@@ -189,6 +191,35 @@ def default_quadratic(a: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     H = a * (q @ np.diag([1.0, 0.6, 0.3]) @ q.T)
     K = np.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
     return 0.5 * (H + H.T), sigma**2 * K
+
+
+def sgd_fluctuation_dissipation(lr: float) -> float:
+    """Stationary ``E<theta, g> / E||g||^2 = lr / 2`` of SGD ``theta' = theta - lr g`` (any loss and noise).
+
+    ``||theta'||^2 = ||theta||^2 - 2 lr <theta, g> + lr^2 ||g||^2``; at stationarity
+    ``E||theta'||^2 = E||theta||^2``, so ``2 E<theta, g> = lr E||g||^2``, with ``g`` the minibatch gradient of
+    the step (weight decay included). Yaida 2018, arXiv 1810.00004 (fluctuation-dissipation relation);
+    derived in ``proofs_check/check_ergodic.py``.
+
+    >>> sgd_fluctuation_dissipation(0.2)
+    0.1
+    """
+    return check_positive("lr", lr) / 2.0
+
+
+def stationary_log_cos_angle(eta: float, wd: float) -> float:
+    """Stationary ``E[-log cos theta_t] = -log(1 - eta wd)`` of SGD with weight decay on a scale-invariant loss.
+
+    ``w' = (1 - eta wd) w - eta g`` with ``g`` orthogonal to ``w`` gives, exactly at every step,
+    ``||w'|| cos theta = (1 - eta wd) ||w||`` (``theta`` the angle between ``w`` and ``w'``), so
+    ``log||w'|| - log||w|| = log(1 - eta wd) - log cos theta``; when the law of ``log||w||`` is stationary
+    its mean change is 0. Whatever the loss and the noise; small angles give ``E theta^2 ~ 2 eta wd``
+    (Wan et al. 2021, arXiv 2006.08419). Derived in ``proofs_check/check_ergodic.py``.
+    """
+    eta, wd = check_positive("eta", eta), check_positive("wd", wd)
+    if not eta * wd < 1:
+        raise ValueError(f"eta*wd={eta * wd!r} is out of range: eta*wd must be in (0, 1)")
+    return -math.log1p(-eta * wd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,14 +564,23 @@ def simulate_kesten(eta: float, n_chains: int, burn_in: int, n_snapshots: int, s
     x = be.asarray(np.zeros(n_chains))
     snaps = []
     total = burn_in + n_snapshots * spacing
-    for t in range(1, total + 1):
-        u = rng.normal((batch, n_chains))
-        e = rng.normal((batch, n_chains), scale=noise)
-        x = x - eta * xp.mean(u * (u * x - e), axis=0)
-        if t > burn_in and (t - burn_in) % spacing == 0:
-            snaps.append(x)
-        if t % _CHECK_EVERY == 0 and _diverged(xp, x, _KESTEN_BOUND):
-            return ChainResult(be.to_numpy(x)[:, None], {}, None, True, t)
+    # features and targets are drawn in blocks of steps (one generator call per block, not two per step)
+    block = max(1, min(total, 2**22 // (2 * batch * n_chains)))
+    t = 0
+    while t < total:
+        nb = min(block, total - t)
+        z = rng.normal((nb, 2, batch, n_chains))
+        for j in range(nb):
+            u, e = z[j, 0], noise * z[j, 1]
+            if batch == 1:  # x - eta u (u x - e), without the mean over a single sample
+                x = x * (1.0 - eta * u[0] * u[0]) + eta * u[0] * e[0]
+            else:
+                x = x - eta * xp.mean(u * (u * x - e), axis=0)
+            t += 1
+            if t > burn_in and (t - burn_in) % spacing == 0:
+                snaps.append(x)
+            if t % _CHECK_EVERY == 0 and _diverged(xp, x, _KESTEN_BOUND):
+                return ChainResult(be.to_numpy(x)[:, None], {}, None, True, t)
     if _diverged(xp, x, _KESTEN_BOUND):
         return ChainResult(be.to_numpy(x)[:, None], {}, None, True, total)
     return ChainResult(be.to_numpy(x)[:, None], {}, be.to_numpy(xp.stack(snaps))[:, :, None])
@@ -597,6 +637,9 @@ class MLPRun:
       loss: full-batch training loss at the snapshots, ``(S, chains)``.
       grad_norm: full-batch gradient norm at the snapshots, ``(S, chains)``.
       path_length: distance travelled since step 0, ``sum_t ||theta_{t+1} - theta_t||``, ``(S, chains)``.
+      theta_dot_grad: ``sum_t <theta_t, g_t>`` since step 0, ``g_t`` the minibatch gradient of the step
+        (weight decay included), ``(S, chains)``.
+      grad_sq: ``sum_t ||g_t||^2`` since step 0, ``(S, chains)``.
       diverged, diverged_step: the loss left every finite scale at that step.
     """
 
@@ -605,6 +648,8 @@ class MLPRun:
     loss: np.ndarray
     grad_norm: np.ndarray
     path_length: np.ndarray
+    theta_dot_grad: np.ndarray | None = None
+    grad_sq: np.ndarray | None = None
     diverged: bool = False
     diverged_step: int | None = None
 
@@ -652,8 +697,10 @@ def train_mlp_chains(n_chains: int = 64, width: int = 16, dim: int = 4, n_data: 
     def flat(ps):
         return torch.cat([p.detach().reshape(n_chains, -1) for p in ps], dim=1)
 
-    steps, weights, losses, gnorms, paths = [], [], [], [], []
+    steps, weights, losses, gnorms, paths, dots, sqs = [], [], [], [], [], [], []
     path = torch.zeros(n_chains, dtype=be.float_dtype, device=be.device)
+    dot = torch.zeros_like(path)
+    sq = torch.zeros_like(path)
 
     def snapshot(t):
         loss = loss_per_chain(params, X, y)
@@ -663,6 +710,8 @@ def train_mlp_chains(n_chains: int = 64, width: int = 16, dim: int = 4, n_data: 
         losses.append(loss.detach())
         gnorms.append(torch.sqrt(sum((gi.reshape(n_chains, -1) ** 2).sum(dim=1) for gi in g)))
         paths.append(path.clone())
+        dots.append(dot.clone())
+        sqs.append(sq.clone())
 
     snapshot(0)
     for t in range(1, n_steps + 1):
@@ -670,17 +719,20 @@ def train_mlp_chains(n_chains: int = 64, width: int = 16, dim: int = 4, n_data: 
         loss = loss_per_chain(params, X[idx], y[idx])
         g = torch.autograd.grad(loss.sum(), params)
         with torch.no_grad():
-            step_sq = 0.0
+            g_sq = 0.0
             for p, gi in zip(params, g):
+                dot += (p * gi).reshape(n_chains, -1).sum(dim=1)
+                g_sq = g_sq + gi.reshape(n_chains, -1).pow(2).sum(dim=1)
                 p -= lr * gi
-                step_sq = step_sq + (lr * gi).reshape(n_chains, -1).pow(2).sum(dim=1)
-            path += torch.sqrt(step_sq)
+            sq += g_sq
+            path += lr * torch.sqrt(g_sq)
         if t % snapshot_every == 0:
             snapshot(t)
             if not bool(torch.isfinite(losses[-1]).all()) or float(losses[-1].max()) > DIVERGENCE_BOUND:
                 break
     out = MLPRun(np.array(steps), be.to_numpy(torch.stack(weights)), be.to_numpy(torch.stack(losses)),
-                 be.to_numpy(torch.stack(gnorms)), be.to_numpy(torch.stack(paths)))
+                 be.to_numpy(torch.stack(gnorms)), be.to_numpy(torch.stack(paths)),
+                 be.to_numpy(torch.stack(dots)), be.to_numpy(torch.stack(sqs)))
     if not np.all(np.isfinite(out.loss)) or float(out.loss.max()) > DIVERGENCE_BOUND:
         out.diverged, out.diverged_step = True, int(out.steps[-1])
     return out
@@ -720,17 +772,34 @@ def _group_relative_error(groups: tuple[slice, ...]) -> Callable[[Any, Any], flo
     return err
 
 
-def _group_tolerance(groups, predicted, stderr, z) -> float:
+def _distance_and_relative_error(predicted: Any, measured: Any) -> np.ndarray:
+    """``[|d - d_pred|, |r - r_pred| / |r|]`` for a value ``[distance, r]``: the distance (predicted 0) is
+    judged absolutely against its permutation null, the stationary moment ``r`` relative to its measured
+    value (so a formula predicting ``r = 0`` is judged on the same scale as any other)."""
     p = np.asarray(predicted, dtype=float).ravel()
+    m = np.asarray(measured, dtype=float).ravel()
+    return np.array([abs(m[0] - p[0]), abs(m[1] - p[1]) / max(abs(m[1]), 1e-300)])
+
+
+def _group_tolerance(groups, measured, stderr, z) -> float:
+    """Largest ``z ||se_g|| / (||m_g|| - z ||se_g||)`` over the groups: whenever the Monte Carlo error of a
+    group is within ``z`` standard errors, ``||p_g|| >= ||m_g|| - z ||se_g||``, so the relative error
+    ``||m_g - p_g|| / ||p_g||`` is within this bound (computed from the measurement alone)."""
+    m = np.asarray(measured, dtype=float).ravel()
     s = np.asarray(stderr, dtype=float).ravel()
-    return float(max(z * np.linalg.norm(s[g]) / np.linalg.norm(p[g]) for g in groups))
+    out = []
+    for g in groups:
+        zs = z * float(np.linalg.norm(s[g]))
+        out.append(zs / max(float(np.linalg.norm(m[g])) - zs, 1e-300))
+    return float(max(out))
 
 
 @dataclass(frozen=True)
 class QuadraticParams(Params):
     eta: float = param(0.5, low=0, low_open=True, domain=(0.05, 1.0), log=True, doc="step size eta")
     a: float = param(1.0, low=0, low_open=True, domain=(0.5, 1.9), doc="curvature a (largest eigenvalue of H)")
-    sigma: float = param(1.0, low=0, low_open=True, domain=(0.1, 3.0), log=True, doc="gradient-noise std sigma")
+    # sigma != 1 in the domain (and at the default): there sigma and sigma^2 coincide
+    sigma: float = param(1.5, low=0, low_open=True, domain=(1.2, 3.0), log=True, doc="gradient-noise std sigma")
 
     def check(self) -> None:
         _check_stable(self.eta, self.a)
@@ -794,12 +863,20 @@ register(Claim(
     predicted=_ou_predicted,
     measured=_ou_measure,
     tolerance=lambda p, m, be: Tolerance(
-        0.0 if m.diverged else _group_tolerance(_OU_GROUPS, _ou_predicted(p), m.stderr, Z_OU),
+        0.0 if m.diverged else _group_tolerance(_OU_GROUPS, m.value, m.stderr, Z_OU),
         f"{Z_OU:.2f} standard errors of the per-chain time averages (2000 independent chains), Bonferroni "
         "over the 3 independent comparisons (V, E f and E f'^2 all rescale the one time average of x^2; "
         "x^4; the covariance) at family-wise level 3.4e-5; the 3x3 covariance is one group in relative Frobenius norm, its z bound "
-        "from the Szekely-Bakirov tail bound for Gaussian quadratic forms; start-up bias <= 1e-6"),
+        "from the Szekely-Bakirov tail bound for Gaussian quadratic forms; relative to the measured group norm "
+        "less its z standard errors; start-up bias <= 1e-6"),
     error=_group_relative_error(_OU_GROUPS),
+    mutants={
+        # every stationary moment depends on sigma through sigma^2: sigma -> sqrt(sigma) puts sigma there
+        "sigma for sigma^2": lambda p: _ou_predicted(p.replace(sigma=math.sqrt(p.sigma))),
+        "E f^2 = a^2 V^2 / 4 (the Gaussian fourth moment 3 V^2 dropped)":
+            lambda p: _ou_predicted(p) * np.r_[1.0, 1.0, 1.0 / 3.0, np.ones(7)],
+    },
+    closed_forms=("stationary_variance", "stationary_loss_moments", "stationary_grad_sq", "stationary_covariance"),
     sweep="eta", sweep_values=(0.1, 0.5, 1.0, 1.5),
     summary=lambda v: float(np.asarray(v, dtype=float).ravel()[0]),
     summary_label="stationary variance V",
@@ -808,9 +885,14 @@ register(Claim(
 
 # ---- ergodic.time_average_equals_ensemble
 
-_N_ENS = 2000
-_N_BATCHES = 20
-_T_BM = float(sps.t.ppf(1.0 - 1e-4 / 4, _N_BATCHES - 1))  # batch means: t with 19 dof, 2 observables
+_N_ENS = 20000      # chains of the ensemble average (one time)
+_N_LONG = 64        # long chains, each averaged over time
+_N_BATCHES = 20     # batch means per long chain
+# two-sided 1e-4 over the 4 entries, t with 63 dof (the spread of 64 independent long chains; the
+# ensemble entries, with 20000 chains, are nearly normal and get the same, slightly larger, quantile)
+_T_TA = float(sps.t.isf(1e-4 / 8, _N_LONG - 1))
+# each long chain against the ensemble: batch means (t, 19 dof), two-sided 1e-4 over 2 x 64 comparisons
+_T_BM = float(sps.t.isf(1e-4 / (2 * 2 * _N_LONG), _N_BATCHES - 1))
 
 
 def _ta_predicted(p: "TimeAverageParams") -> np.ndarray:
@@ -824,52 +906,81 @@ def _ta_measure(p: "TimeAverageParams", be: Backend, seed: int) -> Measurement:
     r = abs(1.0 - p.eta * p.a)
     burn = _burn_in(r)
     batch_len = max(250, math.ceil(50 * _tau(r)))  # batches much longer than the correlation time
-    ens = simulate_sgd_quadratic(p.eta, [[p.a]], [[p.sigma**2]], _N_ENS + 1, 1, burn - 1, be, seed)
+    one = ([[p.a]], [[p.sigma**2]])
+    ens = simulate_sgd_quadratic(p.eta, *one, _N_ENS + _N_LONG, 1, burn - 1, be, seed)
     if ens.diverged:
         return Measurement(value=None, diverged=True, diverged_step=ens.diverged_step)
-    # The ensemble: chains 1..N at step `burn`. The long chain: chain 0, carried on from there.
-    x_ens = ens.x[1:, 0]
-    long = simulate_sgd_quadratic(p.eta, [[p.a]], [[p.sigma**2]], 1, _N_BATCHES * batch_len, 0, be, seed + 1,
-                                  n_traced=1, x0=ens.x[:1])
-    if long.diverged:
-        return Measurement(value=None, diverged=True, diverged_step=burn + long.diverged_step)
-    path = long.trace[:, 0, 0]
-    t_f, se_tf = batch_means(p.a * path**2 / 2.0, _N_BATCHES)
-    t_abs, se_ta = batch_means(np.abs(path), _N_BATCHES)
+    # The ensemble: chains 64.. at step `burn`. The long chains: chains 0..63, carried on from there
+    # batch by batch (each call averages one batch per chain).
+    x_ens = ens.x[_N_LONG:, 0]
+    x = ens.x[:_N_LONG]
+    bf, ba = [], []
+    for b in range(_N_BATCHES):
+        res = simulate_sgd_quadratic(p.eta, *one, _N_LONG, batch_len, 0, be, seed + 1 + b, x0=x)
+        if res.diverged:
+            return Measurement(value=None, diverged=True, diverged_step=burn + b * batch_len + res.diverged_step)
+        bf.append(p.a * res.moments["xx"][:, 0, 0] / 2.0)
+        ba.append(res.moments["abs"][:, 0])
+        x = res.x
+    bf, ba = np.array(bf), np.array(ba)                       # (batches, long chains)
+    t_f, t_abs = bf.mean(axis=0), ba.mean(axis=0)             # each chain's time average
+    se_tf_k = bf.std(axis=0, ddof=1) / math.sqrt(_N_BATCHES)  # its batch-means standard error
+    se_ta_k = ba.std(axis=0, ddof=1) / math.sqrt(_N_BATCHES)
+    (mt_f, mt_abs), (se_tf, se_ta) = mean_sem(np.stack([t_f, t_abs], axis=1))
     e_f, se_ef = mean_sem(p.a * x_ens**2 / 2.0)
     e_abs, se_ea = mean_sem(np.abs(x_ens))
-    value = np.array([t_f, e_f, t_abs, e_abs], dtype=float)
+    value = np.array([mt_f, e_f, mt_abs, e_abs], dtype=float)
     se = np.array([se_tf, se_ef, se_ta, se_ea], dtype=float)
-    checks = {"time_equals_ensemble_loss": bool(abs(t_f - e_f) <= _T_BM * math.hypot(se_tf, se_ef)),
-              "time_equals_ensemble_abs_x": bool(abs(t_abs - e_abs) <= _T_BM * math.hypot(se_ta, se_ea))}
+    z_chain = np.maximum(np.abs(t_f - e_f) / np.hypot(se_tf_k, se_ef),
+                         np.abs(t_abs - e_abs) / np.hypot(se_ta_k, se_ea))
+    checks = {"time_equals_ensemble_loss": bool(abs(mt_f - e_f) <= _T_TA * math.hypot(se_tf, se_ef)),
+              "time_equals_ensemble_abs_x": bool(abs(mt_abs - e_abs) <= _T_TA * math.hypot(se_ta, se_ea)),
+              "every_chain_time_average_equals_ensemble": bool(z_chain.max() <= _T_BM)}
     return Measurement(value=value, stderr=se, checks=checks,
-                       info={"long_chain_steps": _N_BATCHES * batch_len, "batches": _N_BATCHES,
-                             "ensemble_chains": _N_ENS, "burn_in": burn})
+                       info={"long_chain_steps": _N_BATCHES * batch_len, "long_chains": _N_LONG,
+                             "batches": _N_BATCHES, "ensemble_chains": _N_ENS, "burn_in": burn,
+                             "largest_chain_z_vs_ensemble": float(z_chain.max()), "chain_z_threshold": _T_BM})
+
+
+def _ta_tolerance(m: Measurement) -> np.ndarray:
+    """Per entry ``t se / (|m| - t se)``: the relative error bound whenever each entry's Monte Carlo error
+    is within ``t`` standard errors (computed from the measurement alone)."""
+    v = np.abs(np.asarray(m.value, dtype=float))
+    ts = _T_TA * np.asarray(m.stderr, dtype=float)
+    return ts / np.maximum(v - ts, 1e-300)
 
 
 @dataclass(frozen=True)
 class TimeAverageParams(QuadraticParams):
-    # eta * a >= 0.05 in the domain keeps the long chain (1000 correlation times) under 2e4 steps.
+    # eta * a >= 0.05 in the domain keeps each long chain (1000 correlation times) under 2e4 steps.
     eta: float = param(0.5, low=0, low_open=True, domain=(0.1, 1.0), log=True, doc="step size eta")
 
 
 register(Claim(
     id="ergodic.time_average_equals_ensemble",
-    statement=("For SGD on a x^2 / 2 with gradient noise N(0, sigma^2), time averages of the loss f and of |x| "
-               "along one long chain (batch-means standard error, 20 batches) equal the ensemble averages over "
-               "2000 chains at one time, within their combined error, and both equal the stationary "
-               "E f = eta sigma^2 / (2 (2 - eta a)) and E|x| = sqrt(2 V / pi). Values: "
-               "[time f, ensemble f, time |x|, ensemble |x|]."),
+    statement=("For SGD on a x^2 / 2 with gradient noise N(0, sigma^2), the time averages of the loss f and of |x| "
+               "along each of 64 long chains (20 batch means each) equal the ensemble averages over 20000 chains "
+               "at one time: every chain within its batch-means error (t, 19 dof, two-sided 1e-4 over the 128 "
+               "comparisons), and their mean within the combined error; and both equal the stationary "
+               "E f = eta sigma^2 / (2 (2 - eta a)) and E|x| = sqrt(2 V / pi), V = eta sigma^2 / (a (2 - eta a)), "
+               "per entry within t(63 dof, two-sided 1e-4 / 4) standard errors (~1-4%: a formula 15% off fails). "
+               "Values: [mean time f, ensemble f, mean time |x|, ensemble |x|]."),
     reference=("Birkhoff ergodic theorem for a geometrically ergodic AR(1) chain (Meyn, Tweedie 2009); "
                "batch means: Flegal, Jones 2010, Ann. Statist. 38; Zhang et al. 2022, arXiv 2110.06256"),
     params=TimeAverageParams,
     predicted=_ta_predicted,
     measured=_ta_measure,
     tolerance=lambda p, m, be: Tolerance(
-        0.0 if m.diverged else float(np.max(_T_BM * np.asarray(m.stderr) / _ta_predicted(p))),
-        "t quantile (19 dof, two-sided 1e-4 / 2 observables) times each entry's standard error (batch means "
-        "for the time averages, i.i.d. chains for the ensemble), the largest over entries"),
-    error=_group_relative_error(tuple(slice(i, i + 1) for i in range(4))),
+        0.0 if m.diverged else _ta_tolerance(m),
+        "per entry t(63 dof) quantile at two-sided 1e-4 / 4 entries times its standard error (the spread of "
+        "64 independent long chains' time averages; i.i.d. chains for the ensemble), relative to the measured "
+        "value less that allowance; start-up bias <= 1e-6"),
+    error=relative_errors,
+    mutants={"15% above": lambda p: 1.15 * _ta_predicted(p),
+             "15% below": lambda p: 0.85 * _ta_predicted(p),
+             "E|x| = sqrt(V) (the Gaussian factor sqrt(2/pi) dropped)":
+                 lambda p: _ta_predicted(p) * np.r_[1.0, 1.0, math.sqrt(math.pi / 2), math.sqrt(math.pi / 2)]},
+    closed_forms=("stationary_variance", "stationary_loss_moments"),
     sweep="eta", sweep_values=(0.1, 0.5, 1.0),
     summary=lambda v: float(np.asarray(v, dtype=float).ravel()[0]),
     summary_label="time-averaged loss",
@@ -878,13 +989,23 @@ register(Claim(
 
 # ---- ergodic.heavy_tail_index
 
-_HT_CHAINS, _HT_BURN, _HT_SNAPS, _HT_SPACING, _HT_GROUPS, _HT_FRACTION = 20000, 100, 50, 20, 20, 0.003
-_T_HT = float(sps.t.ppf(1.0 - 1e-4 / 2, _HT_GROUPS - 1))
+# 32000 chains, snapshots every 5 steps after 100 burn-in steps: 4.5e6 states, 26e6 chain steps. The
+# group spread of Hill's estimate at eta = 0.7-1.0 and tail fraction 1% was 0.5-0.6% of alpha (measured,
+# 6 runs of 40000 chains), 1.3-1.8x the i.i.d. alpha / sqrt(k): extremes cluster over a few steps, and
+# snapshots 1-5 steps apart gave the same spread per chain step.
+_HT_CHAINS, _HT_BURN, _HT_SNAPS, _HT_SPACING, _HT_GROUPS, _HT_FRACTION = 32000, 100, 140, 5, 40, 0.01
+_T_HT = float(sps.t.isf(1e-4 / 2, _HT_GROUPS - 1))
+# Bias of Hill's estimator at tail fraction 1% (the slowly varying part of the Kesten tail), relative to
+# alpha: +0.02% and +0.05% at eta = 0.7 and 1.0 on 1e7 states (100000 chains, standard error 0.3%);
+# -0.8, -0.4 (eta = 0.7), -0.3, +0.4 (0.85), +0.5, +0.9% (1.0) on 5.6e6 states (standard error 0.5-0.6%).
+# Allowed: 1%. At eta = 0.5 (alpha = 2.9, lighter tail) the same fraction is biased by -3.8%, so the
+# domain is the heavy-tailed eta >= 0.7 (alpha <= 1.9); tests/test_ergodic.py checks the bias at 10x data.
+_HT_BIAS = 0.01
 
 
 @dataclass(frozen=True)
 class TailParams(Params):
-    eta: float = param(0.7, low=0, low_open=True, domain=(0.5, 1.0), doc="step size eta")
+    eta: float = param(0.7, low=0, low_open=True, domain=(0.7, 1.0), doc="step size eta")
     batch: int = param(1, low=1, high=64, integer=True, domain=(1, 1), doc="minibatch size b (a_t ~ chi2_b / b)")
 
     def check(self) -> None:
@@ -903,22 +1024,31 @@ def _ht_measure(p: TailParams, be: Backend, seed: int) -> Measurement:
     res = simulate_kesten(p.eta, _HT_CHAINS, _HT_BURN, _HT_SNAPS, _HT_SPACING, p.batch, 1.0, be, seed)
     if res.diverged:
         return Measurement(value=None, diverged=True, diverged_step=res.diverged_step)
-    # Hill's estimator on independent groups of chains, each at the same tail fraction k/n = 0.3%:
-    # the spread of the group estimates is an honest standard error although snapshots of one chain
-    # are (weakly) dependent, and the tail fraction is small enough that the Hill bias stays below
-    # it (tests/test_ergodic.py::test_hill_bias_below_sampling_error checks this at 10x the data).
+    # Hill's estimator on independent groups of chains, each at the same tail fraction k/n = 1%: the
+    # spread of the group estimates is an honest standard error although snapshots of one chain are
+    # (weakly) dependent. The groups' reciprocals 1/alpha_g (mean log-excesses, unbiased for an exact
+    # Pareto tail) are averaged, then inverted: averaging the alpha_g themselves would add a Jensen bias
+    # of about +1/k per group (+0.09% at k = 1120).
     snaps = res.trace[:, :, 0]  # (snapshots, chains)
-    # group g = chains [g c, (g + 1) c): rows of (groups, snapshots x c), one batched Hill estimate
     S, n_chains = snaps.shape
     if n_chains % _HT_GROUPS:
         raise AssertionError(f"{n_chains} chains do not split into {_HT_GROUPS} equal groups")
     groups = snaps.reshape(S, _HT_GROUPS, n_chains // _HT_GROUPS).transpose(1, 0, 2).reshape(_HT_GROUPS, -1)
     k = max(10, round(_HT_FRACTION * groups.shape[1]))
-    est = _hill_rows(groups, k)
-    alpha_hat, se = mean_sem(est)
-    return Measurement(value=float(alpha_hat), stderr=float(se),
+    gamma, se_gamma = mean_sem(1.0 / _hill_rows(groups, k))
+    alpha_hat = 1.0 / float(gamma)
+    se = alpha_hat * float(se_gamma) / float(gamma)  # delta method
+    return Measurement(value=alpha_hat, stderr=se,
                        info={"k_per_group": k, "samples_per_group": int(groups.shape[1]), "groups": _HT_GROUPS,
                              "hill_pooled": hill_estimator(snaps, k * _HT_GROUPS)})
+
+
+def _lognormal_tail_index(eta: float, batch: int) -> float:
+    """``-2 E log|A| / Var log|A|``, the root of ``E|A|^alpha = 1`` if ``log|A|`` were Gaussian (a wrong formula:
+    ``log|1 - eta a_t|`` is far from Gaussian). Used as a mutant."""
+    m1 = kesten_lyapunov_exponent(eta, batch)
+    m2 = _expect_abs(lambda logm, logp: logm * logm * np.exp(logp), eta, batch)
+    return -2.0 * m1 / (m2 - m1 * m1)
 
 
 register(Claim(
@@ -926,18 +1056,27 @@ register(Claim(
     statement=("SGD on 1-D linear regression with fresh Gaussian features, x <- (1 - eta a_t) x + eta b_t with "
                "a_t ~ chi2_b / b, has a stationary law with power-law tail P(|x| > s) ~ c s^-alpha, alpha the "
                "positive root of E|1 - eta a_t|^alpha = 1 (heavy, alpha < 2, for eta > 2b/(b+2)); Hill's "
-               "estimator at tail fraction 0.3% on 10^6 simulated states agrees."),
+               "estimator at tail fraction 1% on 4.5e6 simulated states (40 independent groups of chains) "
+               "agrees within t(39 dof, two-sided 1e-4) standard errors plus a measured Hill bias of 1% "
+               "(~3.5% in all: an index 7% off fails). Asserted for eta in [0.7, 1] (alpha 1.9-1.1); at eta = 0.5 "
+               "(alpha = 2.9) Hill's estimator at this fraction is biased by -3.8%."),
     reference=("Gurbuzbalaban, Simsekli, Zhu 2021, arXiv 2006.04740, Thm. 2; Hodgkinson, Mahoney 2021, "
                "arXiv 2006.06293; Kesten 1973; Goldie 1991; Hill 1975"),
     params=TailParams,
     predicted=lambda p: tail_index(p.eta, p.batch),
     measured=_ht_measure,
     tolerance=lambda p, m, be: Tolerance(
-        0.0 if m.diverged else _T_HT * float(m.stderr) / tail_index(p.eta, p.batch),
-        "t quantile (19 dof, two-sided 1e-4) times the standard error of the mean of 20 independent group "
-        "Hill estimates (relative to alpha); the Hill bias at tail fraction 0.3% is below one standard error"),
+        0.0 if m.diverged else (_T_HT * float(m.stderr) / float(m.value) + _HT_BIAS) / max(
+            1.0 - _T_HT * float(m.stderr) / float(m.value) - _HT_BIAS, 1e-300),
+        "t quantile (39 dof, two-sided 1e-4) times the standard error of the pooled 40 independent group "
+        "Hill estimates, plus the measured Hill bias at tail fraction 1% (1%), relative to the measured "
+        "alpha less that allowance"),
     error=lambda pred, meas: abs(float(meas) - float(pred)) / float(pred),
-    sweep="eta", sweep_values=(0.5, 0.7, 1.0),
+    mutants={"7% below (x 0.93)": lambda p: 0.93 * tail_index(p.eta, p.batch),
+             "7% above (x 1.07)": lambda p: 1.07 * tail_index(p.eta, p.batch),
+             "lognormal approximation -2 E log|A| / Var log|A|": lambda p: _lognormal_tail_index(p.eta, p.batch)},
+    closed_forms=("tail_index", "kesten_tail_index"),
+    sweep="eta", sweep_values=(0.7, 0.85, 1.0),
     summary_label="tail index alpha",
 ))
 
@@ -951,8 +1090,9 @@ _N_LA = 2000
 class LookaheadParams(Params):
     eta: float = param(0.5, low=0, low_open=True, domain=(0.05, 1.0), log=True, doc="inner SGD step eta")
     a: float = param(1.0, low=0, low_open=True, domain=(0.5, 1.9), doc="curvature a")
-    sigma: float = param(1.0, low=0, low_open=True, domain=(0.1, 3.0), log=True, doc="std sigma of the optimum c")
-    alpha: float = param(0.5, low=0, high=1, low_open=True, domain=(0.2, 1.0), doc="slow step alpha")
+    sigma: float = param(1.5, low=0, low_open=True, domain=(1.2, 3.0), log=True, doc="std sigma of the optimum c")
+    # alpha = 1 is plain SGD (V_LA = V_SGD, and every alpha-dependent formula agrees): the domain stops at 0.9
+    alpha: float = param(0.5, low=0, high=1, low_open=True, domain=(0.2, 0.9), doc="slow step alpha")
     k: int = param(5, low=1, high=1000, integer=True, domain=(1, 10), doc="inner steps k")
 
     def check(self) -> None:
@@ -987,11 +1127,17 @@ register(Claim(
     predicted=lambda p: np.array(lookahead_variance(p.eta, p.a, p.sigma, p.alpha, p.k)),
     measured=_la_measure,
     tolerance=lambda p, m, be: Tolerance(
-        0.0 if m.diverged else _group_tolerance((slice(0, 1), slice(1, 2)),
-                                                lookahead_variance(p.eta, p.a, p.sigma, p.alpha, p.k), m.stderr, Z_FW),
+        0.0 if m.diverged else _group_tolerance((slice(0, 1), slice(1, 2)), m.value, m.stderr, Z_FW),
         "4.5 standard errors of the per-chain time averages over 2000 independent chains, the larger of "
-        "the two relative ones (Bonferroni over 2); start-up bias <= 1e-6"),
+        "the two relative ones (relative to the measured value less its 4.5 standard errors; Bonferroni "
+        "over 2); start-up bias <= 1e-6"),
     error=_group_relative_error((slice(0, 1), slice(1, 2))),
+    mutants={
+        "sigma for sigma^2": lambda p: np.array(lookahead_variance(p.eta, p.a, math.sqrt(p.sigma), p.alpha, p.k)),
+        "V_LA = V_SGD (Lookahead leaves the stationary variance unchanged)":
+            lambda p: np.full(2, lookahead_variance(p.eta, p.a, p.sigma, p.alpha, p.k)[0]),
+    },
+    closed_forms=("lookahead_variance",),
     sweep="alpha", sweep_values=(0.2, 0.5, 0.8, 1.0),
     summary=lambda v: float(np.asarray(v, dtype=float).ravel()[1]),
     summary_label="slow-weight variance V_LA",
@@ -1060,6 +1206,9 @@ def _mlp_measure(p: MLPParams, be: Backend, seed: int) -> Measurement:
     travel_b = run.path_length[win[3].stop - 1] - run.path_length[win[3].start - 1]
     disp_b = np.linalg.norm(run.weights[win[3].stop - 1] - run.weights[win[3].start - 1], axis=1)
     # Chains are independent: per-chain window statistics are i.i.d., paired between windows.
+    # fluctuation-dissipation over the last half: sum <theta, g> / sum ||g||^2 per chain (i.i.d. chains)
+    j0, j1 = win[2].start - 1, win[3].stop - 1
+    fdr, se_fdr = mean_sem((run.theta_dot_grad[j1] - run.theta_dot_grad[j0]) / (run.grad_sq[j1] - run.grad_sq[j0]))
     d_loss, se_dloss = mean_sem(loss_b - loss_a)
     gb, se_gb = mean_sem(g_b)
     d_g, se_dg = mean_sem(g_b - g_a)
@@ -1075,8 +1224,10 @@ def _mlp_measure(p: MLPParams, be: Backend, seed: int) -> Measurement:
         "weights_keep_moving": bool(tb - Z_FW * se_tb > 0 and db - Z_FW * se_db > 0),
     }
     return Measurement(
-        value=float(wd["distance"][-1]), stderr=float(wd["null_sd"][-1]), checks=checks,
+        value=np.array([float(wd["distance"][-1]), float(fdr)]),
+        stderr=np.array([float(wd["null_sd"][-1]), float(se_fdr)]), checks=checks,
         info={"threshold": float(wd["threshold"][-1]), "null_mean": float(wd["null_mean"][-1]),
+              "fdr_over_lr": float(fdr) / p.lr,
               "law_moved_from_early_window": bool(wd["distance"][0] > wd["threshold"][0]),
               "loss_below_init": bool(loss_b.mean() < run.loss[0].mean()),
               "window_distances_to_last": wd["distance"], "window_thresholds": wd["threshold"],
@@ -1092,22 +1243,32 @@ register(Claim(
     id="ergodic.weights_do_not_converge",
     statement=("A one-hidden-layer tanh MLP (8 units) trained by minibatch SGD with weight decay on noisy "
                "synthetic regression (64 chains from one initialisation): the loss plateaus, the full-batch "
-               "gradient norm stays bounded away from zero, the weights keep moving (distance travelled grows "
-               "linearly), and the weights' law converges: the sliced Wasserstein distance between the third and "
+               "gradient norm stays bounded away from zero, the weights keep moving (the distance travelled and "
+               "the displacement over the last quarter are both bounded away from 0; constant speed is not "
+               "asserted), and the weights' law converges: the sliced Wasserstein distance between the third and "
                "last quarter of 1200 steps (disjoint chains) is within its sampling error (permutation null mean "
-               "+ 4 sd). Predicted: distance 0. Holds once lr * weight_decay is large enough for the law to settle "
-               "within the run (domain lr * weight_decay >= 0.006)."),
+               "+ 4 sd), and over the last half the stationary fluctuation-dissipation relation "
+               "E<theta, g> = (lr/2) E||g||^2 holds (g the minibatch gradient of the step, weight decay included; "
+               "within 4.5 standard errors over chains). Predicted: [distance 0, lr/2]. Holds once "
+               "lr * weight_decay is large enough for the law to settle within the run (domain lr * weight_decay "
+               ">= 0.006)."),
     reference=("Zhang, Li, Sra, Jadbabaie 2022, arXiv 2110.06256, Sec. 3-4 (invariant measure of SGD); sliced "
                "Wasserstein: Bonneel, Rabin, Peyre, Pfister 2015"),
     params=MLPParams,
-    predicted=lambda p: 0.0,
+    predicted=lambda p: np.array([0.0, sgd_fluctuation_dissipation(p.lr)]),
     measured=_mlp_measure,
     tolerance=lambda p, m, be: Tolerance(
-        0.0 if m.diverged else float(m.info["threshold"]),
-        "the permutation null of the distance (200 relabellings of whole chains between the two windows): "
-        "its mean + 4 sd, the size sampling error alone reaches with probability about 3e-5"),
-    error=max_abs_error,
+        0.0 if m.diverged else np.array([float(m.info["threshold"]),
+                                         Z_FW * float(m.stderr[1]) / abs(float(m.value[1]))]),
+        "distance: the permutation null (200 relabellings of whole chains between the two windows), its mean "
+        "+ 4 sd, the size sampling error alone reaches with probability about 3e-5; fluctuation-dissipation "
+        "ratio: 4.5 standard errors over 64 i.i.d. chains, relative to the measured ratio"),
+    error=_distance_and_relative_error,
+    mutants={"E<theta, g> = lr E||g||^2 (the factor 1/2 dropped)": lambda p: np.array([0.0, p.lr]),
+             "E<theta, g> = 0 (weights at a stationary point)": lambda p: np.array([0.0, 0.0])},
+    closed_forms=("sgd_fluctuation_dissipation",),
     sweep="lr", sweep_values=(0.2, 0.25, 0.3),
+    summary=lambda v: float(np.asarray(v, dtype=float).ravel()[0]),
     summary_label="sliced W1 between last windows",
     backends=("torch",),
 ))
@@ -1134,6 +1295,8 @@ def norm_map_contraction(eta: float, wd: float) -> float:
 
 
 _SPH_D, _SPH_CHAINS, _SPH_EVERY = 4, 128, 15
+# one chain's time average against the ensemble: batch means (t, 19 dof), two-sided 1e-4 over 2 observables
+_T_BM_SPH = float(sps.t.isf(1e-4 / 4, _N_BATCHES - 1))
 
 
 @dataclass(frozen=True)
@@ -1181,15 +1344,19 @@ def _sphere_measure(p: SphereParams, be: Backend, seed: int) -> Measurement:
     t_sq, se_ts = batch_means(sq[burn:, 0], _N_BATCHES)
     e_loss, se_el = mean_sem(loss[-1, 1:])
     e_sq, se_es = mean_sem(sq[-1, 1:])
-    angle = be.to_numpy(run.angle)[burn:, 1:].mean(axis=0)
+    ang = be.to_numpy(run.angle)[burn:, 1:]
+    angle = ang.mean(axis=0)
     m_angle, se_angle = mean_sem(angle)
+    # the norm's stationarity, per step: E[-log cos theta] over the stationary half, per chain (i.i.d.)
+    lc, se_lc = mean_sem(-np.log(np.cos(ang)).mean(axis=0))
     checks = {
-        "time_equals_ensemble_loss": bool(abs(t_loss - e_loss) <= _T_BM * math.hypot(se_tl, se_el)),
-        "time_equals_ensemble_sq_norm": bool(abs(t_sq - e_sq) <= _T_BM * math.hypot(se_ts, se_es)),
+        "time_equals_ensemble_loss": bool(abs(t_loss - e_loss) <= _T_BM_SPH * math.hypot(se_tl, se_el)),
+        "time_equals_ensemble_sq_norm": bool(abs(t_sq - e_sq) <= _T_BM_SPH * math.hypot(se_ts, se_es)),
         "direction_keeps_moving": bool(m_angle - Z_FW * se_angle > 0),
     }
     return Measurement(
-        value=float(wd["distance"][-1]), stderr=float(wd["null_sd"][-1]), checks=checks,
+        value=np.array([float(wd["distance"][-1]), float(lc)]),
+        stderr=np.array([float(wd["null_sd"][-1]), float(se_lc)]), checks=checks,
         info={"threshold": float(wd["threshold"][-1]), "null_mean": float(wd["null_mean"][-1]),
               "burn_in": burn, "steps": n_steps, "chains": _SPH_CHAINS,
               "loss_time_vs_ensemble": [float(t_loss), float(e_loss)],
@@ -1203,18 +1370,29 @@ register(Claim(
                "in d = 4, with isotropic tangent gradient noise (128 chains, one start): after the norm settles "
                "(it contracts at rate |2 (1 - eta lambda)^2 - 1| per step) the direction's law is stationary "
                "(sliced Wasserstein between the two halves of the stationary period, disjoint chains, within "
-               "its permutation-null mean + 4 sd), the direction keeps moving, and time averages of the loss "
-               "and of |w|^2 along one chain equal ensemble averages. Predicted: distance 0."),
+               "its permutation-null mean + 4 sd), the direction keeps moving, time averages of the loss "
+               "and of |w|^2 along one chain equal ensemble averages, and the angle theta between successive "
+               "weights has the stationary E[-log cos theta] = -log(1 - eta lambda) of the norm balance "
+               "|w'| cos theta = (1 - eta lambda)|w| (exact per step; within 4.5 standard errors over chains, "
+               "~0.3%; the small-angle E theta^2 / 2 = eta lambda is 0.2-0.5% off, not told apart at every "
+               "domain point). Predicted: [distance 0, -log(1 - eta lambda)]."),
     reference=("Zhang, Li, Sra, Jadbabaie 2022, arXiv 2110.06256; Wan, Zhu, Zhang, Sun 2021, arXiv 2006.08419 "
                "(spherical motion dynamics); Li, Arora 2020, arXiv 1910.07454; simulator: solvable.models.sphere"),
     params=SphereParams,
-    predicted=lambda p: 0.0,
+    predicted=lambda p: np.array([0.0, stationary_log_cos_angle(p.eta, p.wd)]),
     measured=_sphere_measure,
     tolerance=lambda p, m, be: Tolerance(
-        0.0 if m.diverged else float(m.info["threshold"]),
-        "the permutation null of the distance (200 relabellings of whole chains between the two windows): "
-        "its mean + 4 sd, the size sampling error alone reaches with probability about 3e-5"),
-    error=max_abs_error,
+        0.0 if m.diverged else np.array([float(m.info["threshold"]),
+                                         Z_FW * float(m.stderr[1]) / abs(float(m.value[1]))]),
+        "distance: the permutation null (200 relabellings of whole chains between the two windows), its mean "
+        "+ 4 sd, the size sampling error alone reaches with probability about 3e-5; E[-log cos theta]: 4.5 "
+        "standard errors over 128 i.i.d. chains, relative to the measured value"),
+    error=_distance_and_relative_error,
+    mutants={"the direction settles (angular update -> 0)": lambda p: np.array([0.0, 0.0]),
+             "(1 - eta wd) not squared in the norm balance (-log cos theta = -log(1 - eta wd)/2)":
+                 lambda p: np.array([0.0, -0.5 * math.log1p(-p.eta * p.wd)])},
+    closed_forms=("stationary_log_cos_angle",),
     sweep="wd", sweep_values=(0.04, 0.07, 0.1),
+    summary=lambda v: float(np.asarray(v, dtype=float).ravel()[0]),
     summary_label="sliced W1 between stationary windows",
 ))

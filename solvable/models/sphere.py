@@ -65,7 +65,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..checks import check_choice, check_int, check_range
-from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register, relative_errors
 from ..stats import loglog_slope
 
 __all__ = [
@@ -77,6 +77,9 @@ __all__ = [
     "simulate",
     "random_directions",
     "projected_threshold",
+    "scale_invariance_ratios",
+    "effective_lr",
+    "period_exponent",
     "wd_equilibrium",
     "wd_equilibrium_momentum",
     "sphere_average_loss",
@@ -491,6 +494,40 @@ def projected_threshold(a_min: float, a_max: float) -> float:
     return 2.0 / (a_max - a_min)
 
 
+def scale_invariance_ratios(c: float) -> np.ndarray:
+    """``[cos(grad L(w), w), |grad L(c w)|/|grad L(w)|, ||Hess L(c w)||/||Hess L(w)||] = [0, 1/c, 1/c^2]``
+    for a scale-invariant ``L`` (differentiate ``L(c w) = L(w)`` once and twice in ``w``, and in ``c``).
+
+    >>> scale_invariance_ratios(2.0).tolist()
+    [0.0, 0.5, 0.25]
+    """
+    c = check_range("c", c, 0.0, None, low_open=True)
+    return np.array([0.0, 1.0 / c, 1.0 / c**2])
+
+
+def effective_lr(lr: float, rho0: float) -> float:
+    """Effective learning rate ``lr / rho0^2`` of SGD at weight norm ``rho0`` on a scale-invariant loss.
+
+    ``grad L(w) = grad_S F(u) / ||w||`` (``u = w/||w||``), so the step ``w - lr grad L(w)`` moves ``u``
+    as ``u - (lr/||w||^2) grad_S F(u)`` before renormalisation: projected SGD on the unit sphere with
+    step ``lr / rho0^2`` (Kodryan et al. 2022, arXiv 2209.03695, Sec. 3).
+
+    >>> effective_lr(0.5, 2.0)
+    0.125
+    """
+    lr = check_range("lr", lr, 0.0, None, low_open=True)
+    rho0 = check_range("rho0", rho0, 0.0, None, low_open=True)
+    return lr / rho0**2
+
+
+def period_exponent() -> float:
+    """Log-log slope of the training period against ``eta wd`` if the period is ``~ 1/(eta wd)``:
+    the quiet phase lasts while the norm decays by ``(1 - eta wd)^2`` per step from one spike's
+    norm jump ``R`` to the next instability, ``T = log R / (-2 log(1 - eta wd)) ~ log R / (2 eta wd)``
+    (proofs_check), i.e. ``-1`` at a fixed jump ``R`` (Lobacheva et al. 2021, arXiv 2106.15739)."""
+    return -1.0
+
+
 def wd_equilibrium(eta: float, wd: float, G: float = 1.0) -> np.ndarray:
     """Equilibrium of SGD with weight decay on a scale-invariant loss of sphere-gradient norm ``G``.
 
@@ -715,13 +752,30 @@ def _bn_mlp_loss(W1, X, y, w2):
 
 @dataclass(frozen=True)
 class ScaleInvarianceParams(Params):
-    c: float = param(3.0, low=0, low_open=True, domain=(0.1, 10.0), log=True, doc="rescaling factor c")
+    # the domain keeps c away from 1, where every power of c is 1 and no exponent can be told apart
+    c: float = param(3.0, low=0, low_open=True, domain=(1.5, 10.0), log=True, doc="rescaling factor c")
     d: int = param(8, low=2, high=256, integer=True, domain=(2, 32), doc="toy dimension d")
+
+
+def _grad_and_hessian(fn, w):
+    """Gradient and dense Hessian of a scalar ``fn`` at ``w`` by double backpropagation (one row per
+    coordinate; the sizes here are <= 256). ``torch.func.hessian`` gives the same matrix, but its first
+    call imports torch._dynamo (~3 s measured here), more than the claim's whole budget."""
+    import torch
+
+    w = w.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(fn(w), w, create_graph=True)
+    rows = [torch.autograd.grad(g[i], w, retain_graph=True)[0] for i in range(w.numel())]
+    return g.detach(), torch.stack(rows).detach()
+
+
+def _scale_invariance_tolerance(c: float, be: Backend) -> float:
+    # each Hessian entry is a sum of ~100 flops (~1e2 eps relative), amplified by the scale c or 1/c
+    return be.roundoff(1e3 * max(1.0, c, 1 / c))
 
 
 def _measure_scale_invariance(p: ScaleInvarianceParams, be: Backend, seed: int) -> Measurement:
     import torch
-    from torch.func import grad, hessian
 
     g = be.rng(seed)
     dev, dt = be.device, be.float_dtype
@@ -730,37 +784,49 @@ def _measure_scale_invariance(p: ScaleInvarianceParams, be: Backend, seed: int) 
     X, y = g.normal((16, 4)), g.normal((16,))
     w2 = g.normal((6,))
     net = lambda W: _bn_mlp_loss(W.reshape(6, 4), X, y, w2)  # noqa: E731
-    out = {}
+    nrm = torch.linalg.vector_norm
+    fro = torch.linalg.matrix_norm
+    tol = _scale_invariance_tolerance(p.c, be)
+    out, same_direction = {}, True
     for name, fn, w in (("toy", toy, g.normal((p.d,))), ("bn_mlp", net, g.normal((24,)))):
-        gw, gc = grad(fn)(w), grad(fn)(p.c * w)
-        Hw, Hc = hessian(fn)(w), hessian(fn)(p.c * w)
-        nrm = torch.linalg.vector_norm
-        out[name] = [
-            float(torch.abs(torch.dot(gw, w)) / (nrm(gw) * nrm(w))),
-            float(nrm(p.c * gc - gw) / nrm(gw)),
-            float(torch.linalg.matrix_norm(p.c**2 * Hc - Hw) / torch.linalg.matrix_norm(Hw)),
-        ]
-    worst = np.max(np.array([out["toy"], out["bn_mlp"]]), axis=0)
-    return Measurement(value=worst, info={"toy": out["toy"], "bn_mlp": out["bn_mlp"]})
+        gw, Hw = _grad_and_hessian(fn, w)
+        gc, Hc = _grad_and_hessian(fn, p.c * w)
+        out[name] = [float(torch.abs(torch.dot(gw, w)) / (nrm(gw) * nrm(w))),
+                     float(nrm(gc) / nrm(gw)), float(fro(Hc) / fro(Hw))]
+        # the identities are between vectors and matrices, not only their sizes: grad L(c w) and
+        # Hess L(c w) must point the way grad L(w) and Hess L(w) do (scale-free, no exponent used)
+        same_direction &= bool(nrm(gc / nrm(gc) - gw / nrm(gw)) <= tol)
+        same_direction &= bool(fro(Hc / fro(Hc) - Hw / fro(Hw)) <= tol)
+    return Measurement(value=np.array(out["toy"] + out["bn_mlp"]),
+                       checks={"gradient_and_hessian_keep_their_direction": same_direction},
+                       info={"toy": out["toy"], "bn_mlp": out["bn_mlp"]})
 
 
 register(Claim(
     id="sphere.scale_invariance",
     statement=("For a scale-invariant loss L(c w) = L(w): <grad L(w), w> = 0, grad L(c w) = grad L(w)/c and "
-               "Hess L(c w) = Hess L(w)/c^2; measured (relative violations, worst of the Rayleigh toy in "
-               "dimension d and a BatchNorm MLP with eps = 0; BatchNorm's default eps > 0 breaks them by "
-               "O(eps/var)) with torch.func gradients and Hessians at the scale c."),
+               "Hess L(c w) = Hess L(w)/c^2; measured with autograd gradients and Hessians at w and c w, for the "
+               "Rayleigh toy in dimension d and a BatchNorm MLP with eps = 0 (BatchNorm's default eps > 0 breaks "
+               "them by O(eps/var)). Value, per model: [|cos(grad L(w), w)|, |grad L(c w)|/|grad L(w)|, "
+               "||Hess L(c w)||/||Hess L(w)||], predicted [0, 1/c, 1/c^2]; a check asks grad L(c w) and "
+               "Hess L(c w) to keep the direction of grad L(w) and Hess L(w)."),
     reference="Differentiate L(c w) = L(w) in w and in c; Arora, Li, Lyu 2019 (arXiv 1812.03981), Lemma 2.4",
     params=ScaleInvarianceParams,
-    predicted=lambda p: np.zeros(3),
+    predicted=lambda p: np.tile(scale_invariance_ratios(p.c), 2),
     measured=_measure_scale_invariance,
-    tolerance=lambda p, m, be: Tolerance(be.roundoff(1e3 * max(1.0, p.c, 1 / p.c)),
-                                         "round-off: relative violations of identities that hold exactly; "
-                                         "each entry of a float Hessian of ~100 flops carries ~1e2 eps, "
-                                         "amplified by the scale c or 1/c"),
-    error=max_abs_error,
-    sweep="c", sweep_values=(0.1, 1.0, 10.0),
-    summary=lambda v: float(np.max(v)), summary_label="worst relative violation",
+    tolerance=lambda p, m, be: Tolerance(_scale_invariance_tolerance(p.c, be),
+                                         "round-off: the identities hold exactly; each entry of a float Hessian "
+                                         "of ~100 flops carries ~1e2 eps, amplified by the scale c or 1/c "
+                                         "(relative per entry, absolute for the predicted 0)"),
+    error=relative_errors,
+    mutants={
+        "gradient unchanged by scaling (degree 0)": lambda p: np.tile([0.0, 1.0, p.c**-2], 2),
+        "Hessian scales like the gradient, 1/c": lambda p: np.tile([0.0, 1 / p.c, 1 / p.c], 2),
+        "scales like a quadratic loss (grad x c, Hessian x 1)": lambda p: np.tile([0.0, p.c, 1.0], 2),
+    },
+    closed_forms=("scale_invariance_ratios",),
+    sweep="c", sweep_values=(1.5, 3.0, 10.0),
+    summary=lambda v: float(np.asarray(v)[1]), summary_label="|grad L(c w)| / |grad L(w)| (Rayleigh toy)",
     backends=("torch",),
 ))
 
@@ -768,42 +834,109 @@ register(Claim(
 # ---- sphere.fixed_elr_is_projected_sgd ------------------------------------------------------
 
 
+def _bn_mlp_losses(W, X, y, w2):
+    """Per-network losses of :func:`_bn_mlp_loss`, batched: ``W`` is ``(B, h, p)``, ``X`` ``(m, p)`` or
+    ``(B, m, p)``, ``y`` ``(m,)`` or ``(B, m)``, ``w2`` ``(h,)``; returns ``(B,)``. The networks are
+    independent, so the gradient of the summed loss is the stack of their gradients."""
+    import torch
+
+    z = torch.matmul(X, W.mT)                                  # (B, m, h)
+    zc = z - torch.mean(z, dim=-2, keepdim=True)
+    h = zc / torch.sqrt(torch.mean(zc * zc, dim=-2, keepdim=True))
+    f = torch.tanh(h) @ w2
+    return 0.5 * torch.mean((f - y) ** 2, dim=-1)
+
+
 @dataclass(frozen=True)
 class FixedELRParams(Params):
-    elr: float = param(0.3, low=0, low_open=True, domain=(0.01, 0.9), log=True,
-                       doc="effective learning rate (step on the unit sphere)")
-    rho0: float = param(5.0, low=0, low_open=True, domain=(0.1, 10.0), log=True, doc="fixed weight norm rho0")
-    sigma: float = param(0.5, low=0, domain=(0.0, 1.0), doc="loss-scaled gradient-noise scale")
-    d: int = param(10, low=2, high=1024, integer=True, domain=(2, 50), doc="dimension d")
-    n_steps: int = param(200, low=1, high=100000, integer=True, domain=(50, 300), doc="number of steps")
+    lr: float = param(0.5, low=0, low_open=True, domain=(0.05, 2.0), log=True, doc="learning rate lr of the SGD step")
+    # the domain keeps rho0 away from 1, where lr, lr/rho0 and lr/rho0^2 coincide
+    rho0: float = param(3.0, low=0, low_open=True, domain=(1.5, 10.0), log=True, doc="fixed weight norm rho0")
+    batch: int = param(8, low=2, high=32, integer=True, domain=(4, 16), doc="minibatch size (of 32 points)")
+    n_steps: int = param(30, low=1, high=1000, integer=True, domain=(10, 50), doc="SGD steps per run")
+
+
+_ELR_RUNS, _ELR_N, _ELR_H, _ELR_P = 8, 32, 6, 4
 
 
 def _measure_fixed_elr(p: FixedELRParams, be: Backend, seed: int) -> Measurement:
-    a = rayleigh_spectrum(1.0, 3.0, p.d)
-    w0 = random_directions(be, 16, p.d, seed + _INIT_SEED) * 0.7  # norm 0.7: fixed-ELR rescales it to rho0
-    kw = dict(noise=p.sigma, noise_kind="loss_scaled", keep_directions=True, backend=be, seed=seed)
-    r1 = simulate(a, w0, p.n_steps, mode="fixed_elr", elr=p.elr, rho0=p.rho0, **kw)
-    r2 = simulate(a, w0, p.n_steps, mode="projected", elr=p.elr, **kw)
-    dev = be.to_numpy(be.xp.max(be.xp.abs(r1.directions - r2.directions)))
-    return Measurement(value=np.array([float(dev)]), info={"final_loss_mean": float(be.to_numpy(r1.loss[-1]).mean())})
+    import torch
+
+    g = be.rng(seed)
+    X, y, w2 = g.normal((_ELR_N, _ELR_P)), g.normal((_ELR_N,)), g.normal((_ELR_H,))
+    W = g.normal((_ELR_RUNS, _ELR_H, _ELR_P))
+    fro = lambda A: torch.sqrt(torch.sum(A * A, dim=(-2, -1), keepdim=True))  # noqa: E731
+    W = p.rho0 * W / fro(W)
+    idx = g.integers(0, _ELR_N, (p.n_steps, p.batch))
+    Ws = [W]
+    # SGD at the fixed norm rho0: a step of lr on the minibatch loss, then renormalisation
+    for t in range(p.n_steps):
+        Wt = Ws[-1].detach().requires_grad_(True)
+        (gW,) = torch.autograd.grad(_bn_mlp_losses(Wt, X[idx[t]], y[idx[t]], w2).sum(), Wt)
+        Wn = Ws[-1] - p.lr * gW
+        Ws.append(p.rho0 * Wn / fro(Wn))
+    Wst = torch.stack(Ws)                                       # (T + 1, B, h, p)
+    # Independently: the sphere gradient at the unit-norm point u_t = w_t / rho0 (autograd of the same
+    # minibatch loss, evaluated on the unit sphere), and the step s_t of projected SGD
+    # u' = (u - s g_S)/||.|| that reproduces u_{t+1}: since g_S is tangent, <u', u> = 1/N and
+    # <u', -g_S> = s |g_S|^2 / N, so s = <u', -g_S> / (|g_S|^2 <u', u>).
+    u = (Wst[:-1] / p.rho0).reshape(-1, _ELR_H, _ELR_P).detach().requires_grad_(True)
+    Xb = X[idx].repeat_interleave(_ELR_RUNS, dim=0)             # (T B, batch, p)
+    yb = y[idx].repeat_interleave(_ELR_RUNS, dim=0)
+    (gS,) = torch.autograd.grad(_bn_mlp_losses(u, Xb, yb, w2).sum(), u)
+    u = u.detach().reshape(p.n_steps * _ELR_RUNS, -1)
+    gS = gS.reshape(p.n_steps * _ELR_RUNS, -1)
+    un = (Wst[1:] / p.rho0).reshape(p.n_steps * _ELR_RUNS, -1)
+    dot = lambda a, b: torch.sum(a * b, dim=-1)  # noqa: E731
+    cos_step = dot(un, u)
+    s = dot(un, -gS) / (dot(gS, gS) * cos_step)
+    # what projected SGD cannot produce: the part of u_{t+1} outside span(u_t, g_S(u_t)), relative to
+    # the step's angle (round-off when the update is a projected SGD step)
+    gh = gS / torch.sqrt(dot(gS, gS))[:, None]
+    perp = un - cos_step[:, None] * u - dot(un, gh)[:, None] * gh
+    tan_angle = torch.sqrt(dot(gS, gS)) * s
+    off = be.to_numpy(torch.sqrt(dot(perp, perp)) / tan_angle)
+    sv = be.to_numpy(s)
+    return Measurement(value=np.array([sv.min(), sv.max()]),
+                       checks={"update_lies_in_span_of_u_and_sphere_gradient":
+                               bool(off.max() <= _elr_roundoff(p, be, float(be.to_numpy(tan_angle).min())))},
+                       info={"min_angle_per_step": float(np.arctan(be.to_numpy(tan_angle).min())),
+                             "max_off_span_over_angle": float(off.max()), "runs": _ELR_RUNS})
+
+
+def _elr_roundoff(p: FixedELRParams, be: Backend, min_tan_angle: float) -> float:
+    # the gradient at w_t and at u_t = w_t/rho0 are two evaluations of a BatchNorm network whose sums run
+    # over the minibatch and the P = h p weights: ~10 (batch + P) eps relative each; u_{t+1} is known to
+    # ~10 P eps absolutely, relative to the step's angle that is 10 P eps / tan(angle)
+    n_ops = 10 * (p.batch + _ELR_H * _ELR_P)
+    return be.roundoff(n_ops) * (1.0 + 1.0 / max(min_tan_angle, 1e-300))
 
 
 register(Claim(
     id="sphere.fixed_elr_is_projected_sgd",
-    statement=("SGD with lr = elr rho0^2 whose weights are renormalised to norm rho0 after each step and projected "
-               "SGD on the unit sphere with step elr (same noise draws) produce the same directions u_t: "
-               "max |u_t - u'_t| over 16 runs of n_steps on the Rayleigh toy A = diag(linspace(1, 3, d)) is "
-               "round-off (elr below the stability threshold 2/(a_max - a_min) = 1, where errors do not grow)."),
-    reference="Kodryan et al. 2022 (arXiv 2209.03695), Sec. 3; one line: w - elr rho0^2 g(w) = rho0 (u - elr g_S(u))",
+    statement=("SGD with learning rate lr whose weights are renormalised to norm rho0 after each step moves the "
+               "direction of a scale-invariant network (one hidden layer of 6 units feeding train-mode BatchNorm "
+               "with eps = 0, tanh, squared loss, 8 runs, fresh minibatches of 32 points) exactly as projected SGD "
+               "on the unit sphere with step elr = lr/rho0^2: the step s_t that projected SGD "
+               "u' = (u - s g_S(u))/||.|| needs to reproduce each update, with g_S the autograd gradient of the same "
+               "minibatch loss at the unit-norm point u_t = w_t/rho0, equals lr/rho0^2 at every step "
+               "(value [min_t s_t, max_t s_t]), and no update leaves span(u_t, g_S(u_t)) beyond round-off."),
+    reference=("Kodryan et al. 2022 (arXiv 2209.03695), Sec. 3; derived here: w - lr grad L(w) = rho0 (u - (lr/rho0^2) "
+               "grad_S F(u)) for ||w|| = rho0 (proofs_check/check_sphere.py)"),
     params=FixedELRParams,
-    predicted=lambda p: np.zeros(1),
+    predicted=lambda p: np.full(2, effective_lr(p.lr, p.rho0)),
     measured=_measure_fixed_elr,
-    tolerance=lambda p, m, be: Tolerance(be.roundoff(10 * p.d * p.n_steps * max(p.rho0, 1 / p.rho0)),
-                                         "round-off: each step adds ~10 d rounding errors (scaled by rho0 or "
-                                         "1/rho0), which the contracting iteration (elr < 1) does not amplify"),
-    error=max_abs_error,
-    sweep="elr", sweep_values=(0.03, 0.3, 0.9),
-    summary=lambda v: float(np.max(v)), summary_label="max |u_fixed-ELR - u_projected|",
+    tolerance=lambda p, m, be: Tolerance(
+        _elr_roundoff(p, be, math.tan(m.info["min_angle_per_step"])),
+        "round-off of two autograd evaluations of the network (~10 (batch + P) eps relative) and of the "
+        "step's tangent component relative to its angle (/ tan of the smallest angle per step)"),
+    error=relative_errors,
+    mutants={"lr / rho0 (norm not squared)": lambda p: np.full(2, p.lr / p.rho0),
+             "lr (the norm does not rescale the step)": lambda p: np.full(2, p.lr)},
+    closed_forms=("effective_lr",),
+    sweep="rho0", sweep_values=(1.5, 3.0, 10.0),
+    summary=lambda v: float(np.asarray(v)[0]), summary_label="step of the equivalent projected SGD",
+    backends=("torch",),
 ))
 
 
@@ -812,8 +945,9 @@ register(Claim(
 
 @dataclass(frozen=True)
 class ThresholdParams(Params):
-    a_min: float = param(1.0, domain=(-3.0, 3.0), doc="smallest eigenvalue a_min of A")
-    a_max: float = param(3.0, domain=(-2.0, 6.0), doc="largest eigenvalue a_max of A")
+    # the domain keeps a_min away from 0, where 2/a_max (the shift by a_min forgotten) would be right
+    a_min: float = param(1.0, domain=(0.25, 3.0), doc="smallest eigenvalue a_min of A")
+    a_max: float = param(3.0, domain=(0.5, 6.0), doc="largest eigenvalue a_max of A")
     d: int = param(10, low=2, high=4096, integer=True, domain=(2, 40), doc="dimension d")
 
     def check(self) -> None:
@@ -890,9 +1024,14 @@ register(Claim(
     params=ThresholdParams,
     predicted=lambda p: projected_threshold(p.a_min, p.a_max),
     measured=_measure_threshold,
-    tolerance=lambda p, m, be: Tolerance(2 * m.info["bracket_half_width"] * (p.a_max - p.a_min) / 2 + 1e-9,
-                                         "bisection bracket width (relative), plus O(1e-14) nonlinear "
-                                         "corrections from the 1e-7 start"),
+    tolerance=lambda p, m, be: Tolerance(
+        2 * m.info["bracket_half_width"] / max(abs(m.value) - m.info["bracket_half_width"], 1e-300) + 1e-9,
+        "the threshold lies within the last bisection bracket [elr_c - w, elr_c + w] (relative: w/(elr_c - w)); "
+        "x 2 for a grid point next to the threshold judged on the wrong side (its multiplier within ~1/T "
+        "of 1); + 1e-9 for the O(1e-14) nonlinear corrections of the 1e-7 start"),
+    mutants={"1/(a_max - a_min) (Rayleigh quotient without the 1/2)": lambda p: 1.0 / (p.a_max - p.a_min),
+             "2/a_max (Euclidean Hessian, shift by a_min forgotten)": lambda p: 2.0 / p.a_max},
+    closed_forms=("projected_threshold",),
     sweep="a_max", sweep_values=(2.0, 3.0, 5.0),
 ))
 
@@ -904,7 +1043,7 @@ register(Claim(
 class WDEquilibriumParams(Params):
     eta: float = param(0.5, low=0, low_open=True, domain=(0.05, 1.0), log=True, doc="learning rate eta")
     wd: float = param(0.02, low=0, low_open=True, domain=(0.02, 0.2), log=True, doc="weight decay wd")
-    G: float = param(1.0, low=0, low_open=True, domain=(0.1, 10.0), log=True, doc="sphere-gradient norm G")
+    G: float = param(2.0, low=0, low_open=True, domain=(0.1, 10.0), log=True, doc="sphere-gradient norm G")
     d: int = param(16, low=2, high=4096, integer=True, domain=(2, 64), doc="dimension d")
 
     def check(self) -> None:
@@ -932,11 +1071,14 @@ def _measure_wd_eq(p: WDEquilibriumParams, be: Backend, seed: int) -> Measuremen
 
 register(Claim(
     id="sphere.wd_equilibrium",
-    statement=("Plain SGD with weight decay wd and learning rate eta on a scale-invariant loss whose sphere-gradient "
-               "norm is a constant G: ||w||^2 -> eta G / sqrt(eta wd (2 - eta wd)), the ELR eta/||w||^2 -> "
-               "sqrt(eta wd (2 - eta wd))/G and the angular update per step -> arccos(1 - eta wd) (~ sqrt(2 eta wd)), "
-               "independent of G; predicted = [||w||^2, ELR, angle]. With momentum mu the same moment closure "
-               "gives ~ sqrt(2 eta wd/(1 + mu)) (wd_equilibrium_momentum; approximate, see tests)."),
+    statement=("The scalar norm recursion of SGD with weight decay on a scale-invariant loss: w' = (1 - eta wd) w "
+               "- eta g with g tangent and ||g|| = G/||w|| (simulated as a zero loss plus tangent noise of constant "
+               "norm G in a random direction, in dimension d; any scale-invariant loss whose sphere gradient has "
+               "constant norm G gives the same norms and angles) reaches ||w||^2 = eta G / sqrt(eta wd (2 - eta wd)), "
+               "ELR eta/||w||^2 = sqrt(eta wd (2 - eta wd))/G and angular update per step arccos(1 - eta wd) "
+               "(~ sqrt(2 eta wd), independent of G); predicted = [||w||^2, ELR, angle], per entry. With momentum "
+               "mu the same moment closure gives ~ sqrt(2 eta wd/(1 + mu)) (wd_equilibrium_momentum; approximate, "
+               "see tests)."),
     reference=("derived here from the norm recursion x' = (1 - eta wd)^2 x + eta^2 G^2/x; van Laarhoven 2017 "
                "(arXiv 1706.05350); Wan et al. 2021 (arXiv 2006.08419)"),
     params=WDEquilibriumParams,
@@ -944,7 +1086,17 @@ register(Claim(
     measured=_measure_wd_eq,
     tolerance=lambda p, m, be: Tolerance(1e-9 + be.roundoff(10 * m.info["n_steps"]),
                                          "the transient decays below exp(-40) in the 20/(eta wd) steps run; "
-                                         "round-off ~10 eps per step"),
+                                         "round-off ~10 eps per step (relative, per entry)"),
+    error=relative_errors,
+    mutants={
+        "small-angle limit (x* = eta G/sqrt(2 eta wd), angle sqrt(2 eta wd))":
+            lambda p: np.array([p.eta * p.G / math.sqrt(2 * p.eta * p.wd), math.sqrt(2 * p.eta * p.wd) / p.G,
+                                math.sqrt(2 * p.eta * p.wd)]),
+        "(1 - eta wd) not squared (x* = eta G/sqrt(eta wd))":
+            lambda p: np.array([p.eta * p.G / math.sqrt(p.eta * p.wd), math.sqrt(p.eta * p.wd) / p.G,
+                                math.acos(1 - p.eta * p.wd)]),
+    },
+    closed_forms=("wd_equilibrium",),
     sweep="wd", sweep_values=(0.02, 0.05, 0.2),
     summary=lambda v: float(v[2]), summary_label="angular update per step (rad)",
 ))
@@ -1076,7 +1228,7 @@ def measure_regime_12_boundary(sigma: float, d: int, backend: Backend | str | No
 
 @dataclass(frozen=True)
 class ThreeRegimesParams(Params):
-    sigma: float = param(1.0, low=0, low_open=True, domain=(1.0, 2.0), log=True,
+    sigma: float = param(1.5, low=0, low_open=True, domain=(1.0, 2.0), log=True,
                          doc="loss-scaled gradient-noise scale sigma")
     d: int = param(10, low=3, high=1024, integer=True, domain=(8, 20), doc="dimension d")
 
@@ -1172,6 +1324,8 @@ def _measure_three_regimes(p: ThreeRegimesParams, be: Backend, seed: int) -> Mea
         "regime2_exists": bool(eq.any()),
         "regime2_stationary": bool(np.all(c["stationarity_z"][eq] < 4.0)),
         "regime2_above_minimum": bool(np.all(c["mean_loss"][eq] > 4 * c["mean_loss_se"][eq])),
+        "regime2_below_sphere_average":
+            bool(np.all(c["mean_loss"][eq] < c["sphere_average"] - 4 * c["mean_loss_se"][eq])),
         "regime3_at_largest_elr": bool(reg[-1] == 3),
     }
     info.update(elr_12_stderr=se, elr_23=_json_safe(e23), grid=elrs, regimes=reg, ks_p=c["ks_p"], mean_loss=c["mean_loss"],
@@ -1184,8 +1338,8 @@ register(Claim(
     statement=("Projected SGD on the sphere with loss-scaled minibatch-style noise sigma sqrt(2(F - F_min)) P_u xi "
                "on F(u) = u^T A u/2, A = diag(0, 1, ..., 1) in dimension d, passes as the ELR grows through "
                "(1) convergence to e_1 (Lyapunov exponent at e_1 negative), (2) a stationary chaotic equilibrium "
-               "with loss above the minimum and below the sphere average, and (3) a random walk whose direction "
-               "is not rejected as uniform (KS test of u_1 against Beta((d-1)/2,(d-1)/2) at level 1e-3, 128 runs) with "
+               "with mean loss above the minimum and below the sphere average (each by 4 standard errors), and "
+               "(3) a random walk whose direction is not rejected as uniform (KS test of u_1 against Beta((d-1)/2,(d-1)/2) at level 1e-3, 128 runs) with "
                "the loss within 2% of its sphere average tr A/(2d) (it is close to, not exactly, uniform: 0.3-1.2% "
                "below the average with 1024 runs; asserted for d >= 8, since at d = 6 KS with 4096 runs rejects "
                "uniformity at p ~ 1e-3). predicted: the 1/2 boundary, the root of the exponent "
@@ -1197,9 +1351,15 @@ register(Claim(
     params=ThreeRegimesParams,
     predicted=lambda p: regime_12_boundary(p.sigma, 1.0, p.d),
     measured=_measure_three_regimes,
-    tolerance=lambda p, m, be: Tolerance(4 * m.stderr / max(abs(m.value), 1e-300) + 1e-6,
+    tolerance=lambda p, m, be: Tolerance(4 * m.stderr / max(abs(m.value) - 4 * m.stderr, 1e-300) + 1e-6,
                                          "4 standard errors of the fitted root (delta method on the "
                                          "quadratic fit of i.i.d. log-growth means), relative; 1e-6 quadrature"),
+    mutants={
+        "mean-square stability, elr = 2/(1 + sigma^2 (d - 1))": lambda p: 2.0 / (1.0 + p.sigma**2 * (p.d - 1)),
+        "noise not projected on the tangent space (chi^2 with d - 1 dof)":
+            lambda p: regime_12_boundary(p.sigma, 1.0, p.d + 1),
+    },
+    closed_forms=("regime_12_boundary", "lyapunov_at_minimum"),
     sweep="sigma", sweep_values=(1.0, 1.4, 2.0),
 ))
 
@@ -1344,7 +1504,8 @@ class PeriodicParams(Params):
     k_min: float = param(0.005, low=0, low_open=True, high=0.1, domain=(0.004, 0.006), log=True,
                          doc="smallest eta*wd; the grid is k_min * (1, 2, 4, 8)")
     n_tasks: int = param(12, low=2, high=64, integer=True, domain=(12, 14), doc="random tasks (data, init)")
-    n_steps: int = param(1600, low=100, high=10**6, integer=True, domain=(1600, 2000), doc="GD steps")
+    # at most 1e5 steps: loss and norm are recorded at every step for 4 n_tasks networks (2 x 200 MB at 64 tasks)
+    n_steps: int = param(1600, low=100, high=100000, integer=True, domain=(1600, 2000), doc="GD steps")
 
 
 def _measure_periodic(p: PeriodicParams, be: Backend, seed: int) -> Measurement:
@@ -1382,13 +1543,7 @@ def _measure_periodic(p: PeriodicParams, be: Backend, seed: int) -> Measurement:
     mean = float(raw.mean()) if n_ok else float("nan")
     se = float(raw.std(ddof=1) / math.sqrt(n_ok)) if n_ok >= 2 else float("nan")
     lc = float(log_corr.mean()) if n_ok else float("nan")
-    # the quiet-phase law T = log R / (2 eta wd) (proofs_check) puts the slope at -1 + (drift of
-    # log log R); 1/(eta wd) alone puts it at -1. The tolerance below is symmetric about -1; this
-    # check also asks the deviation to go the way the logarithm drifts: the slope must lie between
-    # -1 and -1 + drift, within 3 standard errors (a slope of -1/2, as on the smooth toy, fails).
-    between = (n_ok >= 2 and min(-1.0, -1.0 + lc) - 3 * se <= mean <= max(-1.0, -1.0 + lc) + 3 * se)
-    checks = {"at_least_4_periodic_tasks": n_ok >= 4,
-              "slope_between_minus_1_and_minus_1_plus_log_jump_drift": bool(between)}
+    checks = {"at_least_4_periodic_tasks": n_ok >= 4}
     # info keeps only the periodic tasks' rows: other rows hold NaN ("no cycles"), which is not JSON
     return Measurement(value=mean, stderr=se, checks=checks,
                        info={"eta_wd": ks, "periods": periods[ok], "log_norm_jump": log_jump[ok],
@@ -1398,6 +1553,21 @@ def _measure_periodic(p: PeriodicParams, be: Backend, seed: int) -> Measurement:
                              "median_min_loss_in_cycle": _json_safe(float(np.nanmedian(min_loss)))})
 
 
+# The period is 1/(eta wd) "up to a logarithm": T ~ log R / (2 eta wd), and the norm jump R of a spike
+# shrinks as eta wd grows, which steepens the slope below -1 (the logarithm's own exponent, in info,
+# was -0.17 to -0.38 over seeds 0-3). Measured at the defaults over seeds 0-13 (12 tasks each, 120
+# periodic tasks): mean slopes -1.004 to -1.243, pooled -1.134 (standard error 0.014); with 5000 steps
+# (seeds 0-3) -1.16 to -1.21. The band below -1 is that measured deviation, 0.243, rounded up to 0.25.
+_PERIOD_LOG_BAND = 0.25
+
+
+def _slope_band_error(predicted: Any, measured: Any) -> float:
+    """Distance of the measured slope from the band ``[predicted - 0.25, predicted]``: the period falls
+    like ``(eta wd)^predicted`` times a logarithm that only steepens it (see ``_PERIOD_LOG_BAND``)."""
+    pr, m = float(np.asarray(predicted, dtype=float)), float(np.asarray(measured, dtype=float))
+    return max(0.0, m - pr, (pr - _PERIOD_LOG_BAND) - m)
+
+
 register(Claim(
     id="sphere.periodic_behavior",
     statement=("Full-batch GD with weight decay on a BatchNorm MLP (16 hidden units, a fixed random read-out per "
@@ -1405,19 +1575,24 @@ register(Claim(
                "the ELR grows "
                "until a loss spike and a norm jump, and again; the period scales like 1/(eta wd) up to a logarithm: "
                "the log-log slope of period against eta wd in (k_min, 8 k_min), averaged over the random tasks that "
-               "show cycles, is -1 within 3 standard errors plus the drift of log(norm jump) (measured over seeds "
-               "0-13: -1.00 to -1.24, standard error ~0.04, log-jump drift -0.1 to -0.5); a check also asks the slope to lie between -1 and -1 + drift "
-               "(within 3 standard errors), the side the quiet-phase law log R/(2 eta wd) predicts. A smooth "
-               "quadratic-well toy (Rayleigh quotient, GD + wd) instead gives slope -0.51 +- 0.01, since its norm jumps grow with eta wd (notebook)."),
+               "show cycles, lies in [-1.25, -1] within 3 standard errors. Not exactly -1: the quiet-phase law "
+               "T = log R/(2 eta wd) (R the norm jump of a spike) holds with log R shrinking as eta wd grows, and "
+               "the measured slope was -1.00 to -1.24 over seeds 0-13 (pooled -1.134 +- 0.014 over 120 tasks; "
+               "-1.16 to -1.21 with 5000 steps), so a slope of -1.3 is not told apart from it at this budget, "
+               "while -1/2 and 0 are. A smooth quadratic-well toy (Rayleigh quotient, GD + wd) instead gives "
+               "slope -0.51 +- 0.01, since its norm jumps grow with eta wd (notebook)."),
     reference="Lobacheva et al. 2021 (arXiv 2106.15739), Sec. 4-5; Li, Lyu, Arora 2020 (arXiv 2010.02916)",
     params=PeriodicParams,
-    predicted=lambda p: -1.0,
+    predicted=lambda p: period_exponent(),
     measured=_measure_periodic,
     tolerance=lambda p, m, be: Tolerance(
-        3 * m.stderr + abs(m.info["log_correction"]) if m.stderr is not None and math.isfinite(m.stderr) else 0.0,
-        "'up to a logarithm': the period is about log(R)/(2 eta wd) with R the norm jump of a spike, and log R "
-        "itself drifts with eta wd; allowed: the measured log-log slope of log R against eta wd (the "
-        "logarithm's own exponent, in info) plus 3 standard errors of the mean slope over independent tasks"),
+        3 * m.stderr if m.stderr is not None and math.isfinite(m.stderr) else 0.0,
+        "3 standard errors of the mean slope over independent random tasks (the band [-1.25, -1] of the "
+        "error function is the logarithm's measured steepening, not part of this allowance)"),
+    error=_slope_band_error,
+    mutants={"-1/2: period ~ 1/sqrt(eta wd), the angular-update time (as on the smooth toy)": lambda p: -0.5,
+             "0: period set by the learning rate alone": lambda p: 0.0},
+    closed_forms=("period_exponent",),
     sweep="k_min", sweep_values=(0.004, 0.005, 0.006),
 ))
 
@@ -1509,6 +1684,13 @@ register(Claim(
                                          "x (1 - eta wd)^-2; derived in proofs_check), at most eta wd/(1 - eta wd) "
                                          "relative from 2; 1e-3 bounds O(u_3^2) corrections and the remaining "
                                          "excess sharpness after 12/(eta wd) steps of drift"),
+    mutants={
+        "no drift along the manifold (S stays at S(phi0))":
+            lambda p: np.array([float(manifold_sharpness(p.phi0, p.alpha)), 2.0]),
+        "drift to the manifold's average sharpness 1 + alpha/2": lambda p: np.array([1.0 + p.alpha / 2, 2.0]),
+        "edge of stability at eta lam_max = 1": lambda p: np.array([1.0, 1.0]),
+    },
+    closed_forms=("manifold_sharpness",),
     sweep="alpha", sweep_values=(0.5, 1.0, 2.0),
     summary=lambda v: float(v[0]), summary_label="final sphere sharpness",
 ))

@@ -61,13 +61,14 @@ from array_api_compat import array_namespace
 
 from ..backend import Backend
 from ..checks import check_int, check_range
-from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register
+from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param, register, relative_errors
 
 __all__ = [
     "leaky_relu",
     "linear_net_loss",
     "mlp_loss",
     "gl_action",
+    "leaky_relu_exact_widths",
     "leaky_relu_action",
     "relu_rescaling",
     "orbit_curve",
@@ -86,6 +87,9 @@ __all__ = [
     "mlp_problem",
     "teleport_speedup",
     "generalization_experiment",
+    "curvature_generalization_signs",
+    "teleport_gain_fraction",
+    "teleport_speedup_bound",
     "DEFAULT_LR",
 ]
 
@@ -632,11 +636,18 @@ def generalization_experiment(backend: Backend, seed: int, *, n_runs: int = 48, 
                               noise: float = 0.1, d: int = 8, h: int = 8, n_val: int = 200,
                               steps: int = 2000, lr: float = 0.02, n_dirs: int = 16,
                               teleport_curvature: int = 0, teleport_step: int = 20,
-                              teleport_kwargs: dict | None = None):
+                              teleport_kwargs: dict | None = None, max_steps: int | None = None,
+                              at_minimum: float = 1e-3):
     """Train ``n_runs`` two-layer linear nets (init scale log-uniform in [0.05, 1]) on the same
     under-determined regression task (``n_train < d``) to a minimum; return per run the train and
     validation loss, the sharpness (top Hessian eigenvalue), the mean orbit curvature over
-    ``n_dirs`` random directions ``M``, and the init scale.
+    ``n_dirs`` random directions ``M``, the init scale, and the number of GD steps taken.
+
+    Training runs ``steps`` steps and then, up to ``max_steps`` (default ``steps``), on until every net
+    is at a minimum: train loss at most ``at_minimum`` times the median validation loss (checked every
+    250 steps). Nets from a small initialisation leave the saddle at 0 slowly, and on some data sets
+    (seeds 9, 17 and 23 of 0-29 at n_train = 5) 2000 steps left up to 36 of 56 nets short of it; 4000
+    steps sufficed for all three.
 
     ``teleport_curvature = +1`` (or ``-1``) teleports once, at ``teleport_step``, by ascent on
     (minus) the mean orbit curvature (the paper's curvature teleport), then trains on; the same
@@ -661,7 +672,9 @@ def generalization_experiment(backend: Backend, seed: int, *, n_runs: int = 48, 
     def curvature(u, v):
         return teleport_curvature * orbit_curvature_linear(u[:, None], v[:, None], M[None]).mean(1)
 
-    for t in range(steps):
+    max_steps = steps if max_steps is None else check_int("max_steps", max_steps, steps)
+    t = 0
+    while t < max_steps:
         if teleport_curvature and t == teleport_step:
             U, V, _ = teleport(U, V, X, Y, action="linear", objective=curvature,
                                **({"steps": 10, "step_size": 0.1} | (teleport_kwargs or {})))
@@ -669,7 +682,13 @@ def generalization_experiment(backend: Backend, seed: int, *, n_runs: int = 48, 
         V.requires_grad_()
         gU, gV = torch.autograd.grad(linear_net_loss(U, V, X, Y).sum(), (U, V))
         U, V = (U - lr * gU).detach(), (V - lr * gV).detach()
+        t += 1
+        if t >= steps and t % 250 == 0 and t < max_steps:
+            with torch.no_grad():
+                if bool(linear_net_loss(U, V, X, Y).max() <= at_minimum * linear_net_loss(U, V, Xv, Yv).median()):
+                    break
     return {
+        "steps": t,
         "train_loss": linear_net_loss(U, V, X, Y),
         "val_loss": linear_net_loss(U, V, Xv, Yv),
         "sharpness": sharpness(lambda u, v: linear_net_loss(u, v, X, Y), U, V),
@@ -711,13 +730,6 @@ def _bound_excess(bound, measured) -> float:
     return float(np.max(np.maximum(m - b, 0.0))) if m.size else 0.0
 
 
-def _bound_shortfall(bound, measured) -> float:
-    """How far ``measured`` falls below the lower ``bound`` (0 when every entry is above it)."""
-    b = np.asarray(bound, float).ravel()
-    m = np.asarray(measured, float).ravel()
-    return float(np.max(np.maximum(b - m, 0.0))) if m.size else 0.0
-
-
 def _random_group_elements(rng, count: int, h: int, cond: float):
     """``g = Q1 diag(s) Q2`` with singular values log-spaced in ``[1, cond]`` (Haar-ish Q's by QR)."""
     import torch
@@ -735,76 +747,112 @@ def _random_group_elements(rng, count: int, h: int, cond: float):
 @dataclass(frozen=True)
 class LinearInvarianceParams(Params):
     d_in: int = param(4, low=1, high=64, integer=True, domain=(1, 6), doc="input dimension d")
-    h: int = param(3, low=1, high=64, integer=True, domain=(1, 6), doc="hidden width h (g in GL(h))")
+    # h = 1: GL(1) elements are +-1 here (one singular value), where the wrong actions below are exact too
+    h: int = param(3, low=1, high=64, integer=True, domain=(2, 6), doc="hidden width h (g in GL(h))")
     d_out: int = param(2, low=1, high=64, integer=True, domain=(1, 4), doc="output dimension k")
     n: int = param(8, low=1, high=256, integer=True, domain=(1, 10), doc="batch size n")
-    cond: float = param(10.0, low=1.0, high=1e6, domain=(1.0, 100.0), log=True,
+    # cond = 1 makes g orthogonal, where g^T = g^-1 and the transposed actions below are exact too
+    cond: float = param(10.0, low=1.0, high=1e6, domain=(3.0, 100.0), log=True,
                         doc="condition number of the group elements g")
     n_group: int = param(16, low=1, high=256, integer=True, domain=(4, 16), doc="group elements drawn")
+    instance: int = param(0, low=0, high=2**31 - 1, integer=True, domain=(0, 1000),
+                          doc="seed of the net (U, V), the data (X, Y) and the group elements g")
+
+
+def _linear_invariance_instance(p):
+    """``U, V, X, Y`` and ``n_group`` elements ``g = Q1 diag(s) Q2`` (singular values log-spaced in
+    ``[1, cond]``, orthogonal factors from QR of Gaussians), numpy float64, drawn from ``p.instance``."""
+    rng = np.random.default_rng(p.instance)
+    U, V = rng.standard_normal((p.d_out, p.h)), rng.standard_normal((p.h, p.d_in))
+    X, Y = rng.standard_normal((p.d_in, p.n)), rng.standard_normal((p.d_out, p.n))
+    Q1 = np.linalg.qr(rng.standard_normal((p.n_group, p.h, p.h)))[0]
+    Q2 = np.linalg.qr(rng.standard_normal((p.n_group, p.h, p.h)))[0]
+    s = np.logspace(0.0, math.log10(p.cond), p.h) if p.h > 1 else np.ones(1)
+    return U, V, X, Y, Q1 @ (s[:, None] * Q2)
+
+
+def _loss_after_action(p, act):
+    """The loss of the net moved by ``act(U, V, g) -> (U', V')``, one entry per group element (a mutant's
+    prediction: a wrong action evaluated with the closed-form loss)."""
+    U, V, X, Y, g = _linear_invariance_instance(p)
+    U2, V2 = act(U, V, g)
+    return np.asarray(linear_net_loss(U2, V2, X, Y), dtype=float)
 
 
 def _measure_linear_invariance(p, backend, seed):
     import torch
+    import torch.nn.functional as F
 
-    rng = backend.rng(seed)
-    U = rng.normal((p.d_out, p.h))
-    V = rng.normal((p.h, p.d_in))
-    X = rng.normal((p.d_in, p.n))
-    Y = rng.normal((p.d_out, p.n))
-    g = _random_group_elements(rng, p.n_group, p.h, p.cond)
+    U, V, X, Y, g = (backend.asarray(a) for a in _linear_invariance_instance(p))
     U2, V2 = gl_action(U, V, g)
-    f0, f1 = U @ V @ X, U2 @ V2 @ X
-    # round-off of the product U g^-1 g V X scales with the norms of the transformed factors
-    scale = torch.linalg.matrix_norm(U2, 2) * torch.linalg.matrix_norm(V2, 2) * torch.linalg.matrix_norm(X)
-    change = torch.linalg.matrix_norm(f1 - f0) / scale
-    L0, L1 = linear_net_loss(U, V, X, Y), linear_net_loss(U2, V2, X, Y)
-    return Measurement(value=float(change.max()), info={
-        "loss": float(L0), "max_loss_change": float((L1 - L0).abs().max()),
-        "cond_g": float(torch.linalg.cond(g).max())})
+    # the loss of the acted-on net through a network forward pass (two bias-free linear layers on the
+    # samples as rows, batched over g; torch's squared error): no call of the closed-form loss
+    f = (X.T @ V2.mT) @ U2.mT                                         # (n_group, n, k)
+    loss = F.mse_loss(f, Y.T.expand_as(f), reduction="none").sum(dim=(-2, -1)) / (2 * p.n)
+    # round-off of f = U g^-1 g V X: a backward-stable solve with g (relative error ~ h eps cond(g)) and
+    # two products of inner sizes h and d, bounded by 8 (h + d + k + n) eps cond(g) |U'| |V'| |X|; the
+    # loss ||R||^2 / 2n then moves by at most 2 |delta f| / ||R|| relative, R = f - Y (measured)
+    cond = torch.linalg.cond(g)
+    df = backend.roundoff(8 * (p.h + p.d_in + p.d_out + p.n)) * cond * torch.linalg.matrix_norm(U2, 2) \
+        * torch.linalg.matrix_norm(V2, 2) * torch.linalg.matrix_norm(X)
+    rel_tol = 2 * df / torch.sqrt(2 * p.n * loss)
+    return Measurement(value=backend.to_numpy(loss), info={
+        "relative_tolerance": backend.to_numpy(rel_tol), "cond_g": float(cond.max())})
 
 
 register(Claim(
     id="symmetry.linear_invariance",
-    statement="For a two-layer linear net f(X) = U V X and any invertible g in GL(h), the action "
-              "(U, V) -> (U g^-1, g V) leaves the function, hence the loss on any data, unchanged: "
-              "||f(g.w) - f(w)|| / (||U g^-1|| ||g V|| ||X||) is round-off.",
+    statement="For a two-layer linear net f(X) = U V X and invertible g in GL(h), the action (U, V) -> (U g^-1, g V) "
+              "leaves the squared loss ||f(X) - Y||^2 / (2n) on data unchanged: the loss of the acted-on net, "
+              "computed by a forward pass through two linear layers, equals the closed-form loss of the original "
+              "net for every drawn g (condition number cond), within the round-off of the solve with g and the "
+              "products (8 (h + d + k + n) eps cond(g), relative). The transposed actions (U g^T, g V) and "
+              "(U g^-T, g V), exact only for orthogonal g, change it.",
     reference="Zhao, Gower, Walters, Yu 2024, arXiv 2305.13404, Sec. 3 (linear networks)",
     params=LinearInvarianceParams,
-    predicted=lambda p: 0.0,
+    predicted=lambda p: np.full(p.n_group, float(linear_net_loss(*_linear_invariance_instance(p)[:4]))),
     measured=_measure_linear_invariance,
     tolerance=lambda p, m, be: Tolerance(
-        be.roundoff(8 * (p.h + p.d_in + p.d_out + p.n)) * p.cond,
-        "round-off: a backward-stable solve with g (relative error ~ h eps cond(g)) and two products "
-        "of inner sizes h, d; 8 (h + d + k + n) eps cond(g) bounds their sum"),
-    error=max_abs_error,
-    sweep="cond", sweep_values=(1.0, 10.0, 100.0),
+        m.info["relative_tolerance"],
+        "round-off, per group element: a backward-stable solve with g (~ h eps cond(g)) and two products of "
+        "inner sizes h, d; 8 (h + d + k + n) eps cond(g) |U g^-1| |g V| |X| bounds the change of f, and the "
+        "loss moves by at most 2 |delta f| / ||f - Y|| relative"),
+    error=relative_errors,
+    mutants={"(U g^T, g V): transpose for inverse": lambda p: _loss_after_action(
+                 p, lambda U, V, g: (U @ np.swapaxes(g, -1, -2), g @ V)),
+             "(U g^-T, g V): inverse transposed": lambda p: _loss_after_action(
+                 p, lambda U, V, g: (U @ np.swapaxes(np.linalg.inv(g), -1, -2), g @ V))},
+    closed_forms=("linear_net_loss",),
+    sweep="cond", sweep_values=(3.0, 10.0, 100.0),
+    summary=lambda v: float(np.max(v)), summary_label="loss after the action",
     backends=("torch",),
 ))
 
 
 # ---- symmetry.leaky_relu_invariance
 
+_LEAKY_OFFSETS = (-2, -1, 0, 1, 2)
+
 
 @dataclass(frozen=True)
 class LeakyInvarianceParams(Params):
     d: int = param(4, low=1, high=64, integer=True, domain=(4, 6),
                    doc="input dimension d (d = 1 gives rank s(gVX) <= 2; d >= 4 generic full rank)")
-    h: int = param(10, low=1, high=64, integer=True, domain=(3, 12),
-                   doc="hidden width h (h = 1: g = exp(t) > 0 is a rescaling, exact for any n)")
-    n: int = param(8, low=1, high=64, integer=True, domain=(3, 10), doc="batch size n")
+    # n >= 5 keeps the widths n - 2, n - 1 >= 3: at h = 1 (g = exp(t) > 0, a rescaling) and h = 2, n = 3
+    # (a positive fraction of g near I) the action can be exact below n
+    n: int = param(8, low=3, high=64, integer=True, domain=(5, 10), doc="batch size n; widths h = n - 2, ..., n + 2")
     negative_slope: float = param(0.2, low=0.0, low_open=True, high=1.0, domain=(0.05, 0.5),
                                   doc="LeakyReLU slope a")
-    n_group: int = param(8, low=1, high=256, integer=True, domain=(4, 8), doc="group elements drawn")
+    n_group: int = param(8, low=1, high=256, integer=True, domain=(4, 8), doc="group elements drawn per width")
 
 
-def _measure_leaky_invariance(p, backend, seed):
+def _exact_fraction(p, backend, rng, h):
     import torch
 
-    rng = backend.rng(seed)
-    U = rng.normal((2, p.h))
-    V = rng.normal((p.h, p.d)) / math.sqrt(p.d)
+    U = rng.normal((2, h))
+    V = rng.normal((h, p.d)) / math.sqrt(p.d)
     X = rng.normal((p.d, p.n))
-    g = torch.linalg.matrix_exp(0.5 * rng.normal((p.n_group, p.h, p.h)) / math.sqrt(p.h))
+    g = torch.linalg.matrix_exp(0.5 * rng.normal((p.n_group, h, h)) / math.sqrt(h))
     U2, V2 = leaky_relu_action(U, V, X, g, p.negative_slope)
     f0 = U @ leaky_relu(V @ X, p.negative_slope)
     f1 = U2 @ leaky_relu(V2 @ X, p.negative_slope)
@@ -816,7 +864,7 @@ def _measure_leaky_invariance(p, backend, seed):
     # O((h + n) eps), which moves that subspace by O((h + n) eps cond(S)) (Wedin 1972); 10 is a safety
     # constant (measured: rel / tau <= 0.15 in float64, 0.03 in float32 over d = 4, 6, h = 3-12,
     # n = 3-10, 40 seeds x 8 g each)
-    tau = backend.roundoff(10 * (p.h + p.n)) * cond_S
+    tau = backend.roundoff(10 * (h + p.n)) * cond_S
     exact = rel <= tau
     # the inexact case is the projection f -> f Pi on the row space of S (via a QR basis, not pinv);
     # rel and proj_change each use one computed projector (SVD in the action, Householder QR here),
@@ -824,11 +872,29 @@ def _measure_leaky_invariance(p, backend, seed):
     # (measured <= 0.15 tau over the same draws)
     Q, _ = torch.linalg.qr(S.mT)
     proj_change = torch.linalg.matrix_norm(f0 - f0 @ Q @ Q.mT) / torch.linalg.matrix_norm(f0)
-    matches = (rel - proj_change).abs() <= 2 * tau
+    matches = bool(((rel - proj_change).abs() <= 2 * tau).all())
     rank = torch.linalg.matrix_rank(S)
-    return Measurement(value=float(exact.double().mean()), checks={"change_equals_projection": bool(matches.all())},
-                       info={"max_relative_change": float(rel.max()), "min_relative_change": float(rel.min()),
-                             "rank_s_gVX": rank.tolist(), "max_cond_s_gVX": float(cond_S.max())})
+    return float(exact.double().mean()), matches, rel, rank, cond_S
+
+
+def _measure_leaky_invariance(p, backend, seed):
+    rng = backend.rng(seed)
+    fractions, matches, info = [], True, {"widths": [p.n + o for o in _LEAKY_OFFSETS]}
+    for h in info["widths"]:
+        frac, ok, rel, rank, cond_S = _exact_fraction(p, backend, rng, h)
+        fractions.append(frac)
+        matches &= ok
+        info[f"h={h}"] = {"max_relative_change": float(rel.max()), "min_relative_change": float(rel.min()),
+                          "rank_s_gVX": rank.tolist(), "max_cond_s_gVX": float(cond_S.max())}
+    return Measurement(value=np.array(fractions), checks={"change_equals_projection": matches}, info=info)
+
+
+def leaky_relu_exact_widths(n: int) -> np.ndarray:
+    """1 where the data-dependent action is exact on a batch of ``n`` points for generic ``g`` and data
+    (``h >= n``: ``s(g V X)`` of full column rank ``n``), 0 where it is not (``h < n``), for the widths
+    ``h = n - 2, ..., n + 2``."""
+    n = check_int("n", n, 1)
+    return np.array([1.0 if n + o >= n else 0.0 for o in _LEAKY_OFFSETS])
 
 
 register(Claim(
@@ -840,17 +906,22 @@ register(Claim(
               "30-90% of draws for d = 2, 2-8% for d = 3, 0% for d = 4); for h < n the action is inexact for "
               "generic g (exceptions: positive diagonal g, so h = 1 with g > 0; and d = 1, where all rows lie "
               "in span{s(x), s(-x)} and the action is exact for every h; at h = 2, n = 3 a positive fraction of "
-              "g near I is exact too). Value: fraction of drawn g with round-off change; predicted 1 if "
-              "h >= n else 0 (domain d >= 4, h, n >= 3).",
+              "g near I is exact too). Value: for the widths h = n - 2, ..., n + 2, the fraction of drawn g with "
+              "round-off change; predicted 1 if h >= n else 0 (domain d >= 4, n >= 5).",
     reference="Zhao, Dehmamy, Walters, Yu 2022, arXiv 2205.10637, Prop. 3.2; Zhao et al. 2024, "
               "arXiv 2305.13404, Sec. 3; rank condition and its dimension dependence measured here",
     params=LeakyInvarianceParams,
-    predicted=lambda p: 1.0 if p.h >= p.n else 0.0,
+    predicted=lambda p: leaky_relu_exact_widths(p.n),
     measured=_measure_leaky_invariance,
     tolerance=lambda p, m, be: Tolerance(0.0, "a classification: every group element must fall on the "
                                               "predicted side of the round-off threshold"),
     error=max_abs_error,
-    sweep="h", sweep_values=(4, 8, 12),
+    mutants={"exact at every width (a symmetry like GL(h))": lambda p: np.ones(len(_LEAKY_OFFSETS)),
+             "exact iff h > n (s(gVX) needs more units than points)":
+                 lambda p: np.array([1.0 if o > 0 else 0.0 for o in _LEAKY_OFFSETS])},
+    closed_forms=("leaky_relu_exact_widths",),
+    sweep="n", sweep_values=(5, 8, 10),
+    summary=lambda v: float(np.mean(v)), summary_label="fraction of exact group elements",
     backends=("torch",),
 ))
 
@@ -899,6 +970,18 @@ def _measure_orbit_curvature(p, backend, seed):
                                        "error_bound": rel})
 
 
+def _curvature_mutant(p, kind: str) -> np.ndarray:
+    """Wrong closed forms of the orbit curvature (mutants): ``"sign"`` takes ``g' = (U M, M V)`` (the sign
+    of the U part lost), ``"normal"`` takes ``|g''| / |g'|^2`` (the tangential part of ``g''`` kept)."""
+    U, V, M = _curvature_instance(p)
+    UM, MV = U @ M, M @ V
+    if kind == "sign":
+        return np.asarray(_curvature_from_derivatives(np, [UM, MV], [UM @ M, M @ MV]))
+    a = np.sum(UM * UM, axis=(-2, -1)) + np.sum(MV * MV, axis=(-2, -1))
+    c = np.sum((UM @ M) ** 2, axis=(-2, -1)) + np.sum((M @ MV) ** 2, axis=(-2, -1))
+    return np.sqrt(c) / a
+
+
 register(Claim(
     id="symmetry.orbit_curvature",
     statement="For f(X) = U V X, the curvature kappa = sqrt(|g'|^2 |g''|^2 - <g', g''>^2)/|g'|^3 of the orbit "
@@ -916,6 +999,9 @@ register(Claim(
         "from the points' errors ((h + 12) eps (|U| + |V|) each: products of size h, matrix_exp within 10 eps "
         "measured 2, the subtraction); delta = eps^(1/4); at the defaults the bound is 1.1e-6 relative in float64 and 3.0e-2 in float32 "
         "(worst-case norm bounds: the errors measured over 360 instances stay below 5% of them)"),
+    mutants={"g' = (U M, M V): the sign of exp(-tM) lost": lambda p: _curvature_mutant(p, "sign"),
+             "|g''| / |g'|^2: the tangential part of g'' kept": lambda p: _curvature_mutant(p, "normal")},
+    closed_forms=("orbit_curvature_linear",),
     sweep="h", sweep_values=(1, 2, 3, 5),
     backends=("numpy", "torch"),
 ))
@@ -927,7 +1013,8 @@ register(Claim(
 @dataclass(frozen=True)
 class NewtonAlignmentParams(Params):
     k: int = param(2, low=1, high=16, integer=True, domain=(1, 3), doc="output dimension k")
-    h: int = param(3, low=1, high=16, integer=True, domain=(1, 4), doc="hidden width h")
+    # h >= 2 in the domain: GL(1) is the scalings, whose minimum 2 sqrt(tr A tr B) is then the right one
+    h: int = param(3, low=1, high=16, integer=True, domain=(2, 4), doc="hidden width h")
     d: int = param(3, low=1, high=16, integer=True, domain=(1, 4), doc="input dimension d")
     n: int = param(6, low=1, high=64, integer=True, domain=(2, 8), doc="batch size n")
     instance: int = param(0, low=0, high=2**31 - 1, integer=True, domain=(0, 1000),
@@ -941,6 +1028,15 @@ def _newton_instance(p):
 
 def _predict_newton(p):
     return float(min_orbit_grad_norm_sq_linear(*_newton_instance(p)))
+
+
+def _scaling_minimum(p) -> float:
+    """``min_c tr(c^2 A) + tr(B) / c^2 = 2 sqrt(tr A tr B)``: the orbit minimum over scalings ``g = c I``
+    only, at the instance point (a mutant: the GL(h) minimum is lower unless A and B are proportional)."""
+    U, V, X, Y = _newton_instance(p)
+    _, E = _residual_gradient(U, V, X, Y)
+    GU, GV = E @ V.T, U.T @ E
+    return float(2.0 * math.sqrt(np.sum(GU * GU) * np.sum(GV * GV)))
 
 
 def _measure_newton(p, backend, seed):
@@ -1010,6 +1106,9 @@ register(Claim(
         1e-6 if be.dtype == "float64" else 1e-2,
         "L-BFGS on a smooth convex-in-P objective stopped at |grad| <= 1e-13: the value error is second "
         "order in the distance to the minimiser (1e-6 relative in float64; 1e-2 in float32)"),
+    mutants={"||E W^T E||_* (the factor 2 of the AM-GM minimum dropped)": lambda p: 0.5 * _predict_newton(p),
+             "2 sqrt(tr A tr B): the minimum over rescalings g = c I only": lambda p: _scaling_minimum(p)},
+    closed_forms=("min_orbit_grad_norm_sq_linear",),
     sweep="h", sweep_values=(1, 2, 3, 4),
     backends=("torch",),
 ))
@@ -1022,7 +1121,10 @@ register(Claim(
 class TeleportGradientParams(Params):
     d: int = param(4, low=1, high=64, integer=True, domain=(4, 6), doc="input dimension d")
     h: int = param(24, low=1, high=128, integer=True, domain=(16, 32), doc="hidden width h (>= n: exact action)")
-    n: int = param(16, low=1, high=128, integer=True, domain=(4, 16), doc="batch size n")
+    # n <= 12 keeps h - n >= 4: at h = n = 16 and h = 18, n = 16 three steps of 0.01 lowered ||grad L|| in a
+    # run (ratio 0.9988 and 0.9947, 1 of 10 seeds each): near h = n, s(gVX) is nearly singular
+    # (condition number 1e3-1e4) and a step of fixed length overshoots the gradient-norm maximum along it
+    n: int = param(16, low=1, high=128, integer=True, domain=(4, 12), doc="batch size n")
     negative_slope: float = param(0.2, low=0.0, low_open=True, high=1.0, domain=(0.1, 0.5), doc="LeakyReLU slope a")
     steps: int = param(10, low=1, high=100, integer=True, domain=(1, 10), doc="ascent steps")
     step_size: float = param(0.05, low=0.0, low_open=True, high=1.0, domain=(0.01, 0.1), log=True,
@@ -1032,6 +1134,15 @@ class TeleportGradientParams(Params):
     def check(self) -> None:
         if self.h < self.n:
             raise ValueError(f"h={self.h} is out of range: h must be >= n = {self.n} for the action to be exact")
+
+
+def teleport_gain_fraction() -> float:
+    """Fraction of runs whose ``||grad L||`` a teleport (normalised ascent on the group element) raises: 1.
+
+    At ``T = 0`` the ascent direction ``dT = d ||grad L(exp(T) . w)||^2 / dT`` is nonzero unless the orbit
+    is critical there, and a step ``s dT / ||dT||`` raises the objective by ``s ||dT|| + O(s^2)``
+    (proofs_check); the loss is unchanged on the orbit, so only the gradient norm moves."""
+    return 1.0
 
 
 def _measure_teleport_gradient(p, backend, seed):
@@ -1046,8 +1157,11 @@ def _measure_teleport_gradient(p, backend, seed):
     cond = float((sv[..., 0] / sv[..., -1]).max())
     # each action is exact up to pinv round-off (eps cond(S) per step, n_ops ~ h + n)
     loss_tol = p.steps * backend.roundoff(10 * (p.h + p.n)) * cond
-    return Measurement(value=float(ratio.min()), checks={"loss_unchanged": float(dL.max()) <= loss_tol},
-                       info={"grad_norm_ratio": ratio.tolist(), "max_relative_loss_change": float(dL.max()),
+    # a gain counts when it exceeds the round-off of the two gradient norms (autograd through the action)
+    gained = ratio > 1.0 + loss_tol
+    return Measurement(value=float(gained.double().mean()), checks={"loss_unchanged": float(dL.max()) <= loss_tol},
+                       info={"grad_norm_ratio": ratio.tolist(), "min_grad_norm_ratio": float(ratio.min()),
+                             "max_relative_loss_change": float(dL.max()),
                              "loss_tolerance": loss_tol, "max_cond_s_gVX": cond})
 
 
@@ -1056,14 +1170,20 @@ register(Claim(
     statement="On a two-layer LeakyReLU net with h >= n, 'steps' normalised ascent steps on the group element "
               "of the data-dependent action (in the form U' = U + U(s(VX) - s(gVX))s(gVX)^+, the identity at g = I; "
               "the paper's U s(VX)s(gVX)^+ projects U when h > n and a single step can then lower the "
-              "gradient, e.g. ratio 0.92 at h = 16, n = 4) raise ||grad L|| (value: the smallest ratio after/before over runs, "
-              "bound 1) while the loss changes only by round-off (steps x 10(h + n) eps cond(s(gVX))).",
+              "gradient, e.g. ratio 0.92 at h = 16, n = 4) raise ||grad L|| in every run (value: the fraction of "
+              "runs whose ratio after/before exceeds 1 by more than round-off, predicted 1; the ratios are in info) "
+              "while the loss changes only by round-off (steps x 10(h + n) eps cond(s(gVX))). Asserted for "
+              "h >= n + 4: with h = n = 16, or h = 18, n = 16, three steps of length 0.01 lowered it in 1 of 10 seeds "
+              "(s(gVX) nearly singular, the fixed-length step overshoots).",
     reference="Zhao, Gower, Walters, Yu 2024, arXiv 2305.13404, Alg. 1 and Sec. 3",
     params=TeleportGradientParams,
-    predicted=lambda p: 1.0,
+    predicted=lambda p: teleport_gain_fraction(),
     measured=_measure_teleport_gradient,
-    tolerance=lambda p, m, be: Tolerance(0.0, "a strict lower bound: no run may end with a smaller gradient"),
-    error=_bound_shortfall,
+    tolerance=lambda p, m, be: Tolerance(0.0, "a count: every run must gain beyond round-off"),
+    error=max_abs_error,
+    mutants={"the gradient norm is an orbit invariant, like the loss (no run gains)": lambda p: 0.0,
+             "no systematic gain (ascent as likely to lower it: half the runs)": lambda p: 0.5},
+    closed_forms=("teleport_gain_fraction",),
     sweep="steps", sweep_values=(1, 3, 10),
     backends=("torch",),
 ))
@@ -1079,7 +1199,15 @@ class TeleportAccelerationParams(Params):
                           doc="target loss as a fraction of the initial loss")
     step_size: float = param(0.05, low=0.0, low_open=True, high=1.0, domain=(0.03, 0.08),
                              doc="teleport Lie-algebra step length s (10 steps)")
-    max_steps: int = param(300, low=10, high=100000, integer=True, domain=(300, 300), doc="step budget")
+    # at most 1e4: both arms keep their loss curves (n_runs x max_steps per optimizer and arm)
+    max_steps: int = param(300, low=10, high=10000, integer=True, domain=(300, 300), doc="step budget")
+
+
+def teleport_speedup_bound() -> float:
+    """Upper bound 1 on the median ratio of steps to a target (teleport / plain): at a fixed loss a larger
+    gradient gives a larger first-order decrease ``eta ||grad L||^2`` per step (the descent lemma,
+    proofs_check), so the teleported run starts faster; the bound says no more than that."""
+    return 1.0
 
 
 def _measure_teleport_accelerates(p, backend, seed):
@@ -1114,10 +1242,16 @@ register(Claim(
               "RMSProp, 0.95 Adam, 59-81% of seeds faster), so the registered form is the short-term one.",
     reference="Zhao, Gower, Walters, Yu 2024, arXiv 2305.13404, Sec. 4 and 6 (Fig. 4); short-term form measured here",
     params=TeleportAccelerationParams,
-    predicted=lambda p: [1.0] * len(OPTIMIZERS),
+    predicted=lambda p: [teleport_speedup_bound()] * len(OPTIMIZERS),
     measured=_measure_teleport_accelerates,
     tolerance=lambda p, m, be: Tolerance(0.0, "an upper bound: each optimizer's median ratio must be below 1"),
     error=_bound_excess,
+    mutants={"teleport at least halves the steps (median ratio <= 1/2 for every optimizer)":
+                 lambda p: [0.5] * len(OPTIMIZERS),
+             "the squared gradient gain divides the steps (median ratio <= e^(-20 s), ||grad L|| x e^(10 s))":
+                 lambda p: [math.exp(-20 * p.step_size)] * len(OPTIMIZERS)},
+    closed_forms=("teleport_speedup_bound",),
+    bound="upper",
     sweep="target", sweep_values=(0.25, 0.5),
     summary=lambda v: float(np.max(v)), summary_label="largest median step ratio",
     backends=("torch",),
@@ -1136,8 +1270,22 @@ class CurvatureGeneralizationParams(Params):
     noise: float = param(0.1, low=0.0, high=10.0, domain=(0.1, 0.2), doc="label noise sigma")
 
 
+#: GD steps: at least 2000, then on (checked every 250) until every net is at a minimum, at most 8000
+_CG_STEPS, _CG_MAX_STEPS = 2000, 8000
+
+
+def curvature_generalization_signs() -> list[float]:
+    """Signs of the rank correlation with validation loss over minima: ``[+1, -1]`` for (sharpness, mean
+    orbit curvature) (Zhao et al. 2024, arXiv 2305.13404, Sec. 5, an empirical claim). On the GL(h) orbit
+    of a linear net ``W = U V`` and the validation loss are fixed while the curvature moves (proofs_check),
+    so any correlation comes from which minimum GD reaches, not from the orbit point."""
+    return [1.0, -1.0]
+
+
 def _measure_curvature_generalization(p, backend, seed):
-    r = generalization_experiment(backend, seed, n_runs=p.n_runs, n_train=p.n_train, noise=p.noise)
+    # the premise "at a minimum" is enforced by training on until every net reaches it (at most 8000 steps)
+    r = generalization_experiment(backend, seed, n_runs=p.n_runs, n_train=p.n_train, noise=p.noise,
+                                  steps=_CG_STEPS, max_steps=_CG_MAX_STEPS)
     val = Backend.to_numpy(r["val_loss"])
     sh = Backend.to_numpy(r["sharpness"])
     ku = Backend.to_numpy(r["curvature"])
@@ -1157,17 +1305,20 @@ def _measure_curvature_generalization(p, backend, seed):
         "at_minimum": float(Backend.to_numpy(r["train_loss"]).max()) <= 1e-3 * float(np.median(val))},
         info={"both_significant_95": significant(rs) and significant(rk),
               "spearman_sharpness_val": rs, "spearman_curvature_val": rk, "spearman_init_scale_val": rsc,
-              "max_train_loss": float(Backend.to_numpy(r["train_loss"]).max())})
+              "max_train_loss": float(Backend.to_numpy(r["train_loss"]).max()), "gd_steps": r["steps"]})
 
 
 register(Claim(
     id="symmetry.curvature_generalization",
     statement="Over two-layer linear nets trained by GD to minima of an under-determined regression (n < d), "
               "the Spearman correlation with validation loss is positive for sharpness and negative for mean "
-              "orbit curvature (value: the signs of the point estimates), at n_train = 4-5. Significance is "
-              "not guaranteed at 56 nets: both 95% Fisher-z intervals excluded 0 in 21 of 24 seeds at "
-              "n_train = 5, noise 0.125 (reported in info), the signs held in 24 of 24; at "
-              "n_train = 6 it is not robust (in 1 of 10 draws both intervals "
+              "orbit curvature (value: the signs of the point estimates), at n_train = 4-5. The premise 'at a "
+              "minimum' (train loss <= 1e-3 x median validation loss, every net) is enforced: GD runs 2000 "
+              "steps, then on until it holds (at most 8000); with 2000 steps alone it failed at seeds 9, 17 "
+              "and 23 of 0-29 (2, 36 and 4 of 56 nets short), which needed 2250-3250 steps. At the defaults "
+              "the signs and the premise held for seeds 0-39 (40 of 40). Significance is not guaranteed at "
+              "56 nets: both 95% Fisher-z intervals excluded 0 in 39 of those 40 seeds (seed 22: rho = 0.20 "
+              "and -0.20; reported in info); at n_train = 6 it is not robust (in 1 of 10 draws both intervals "
               "contained 0, rho = 0.24 and -0.30 over 40 nets). Both track the initialisation scale, itself correlated with validation loss (info); the "
               "GL(h) action keeps W = UV, so a teleport changes curvature but not the validation loss; teleporting "
               "to larger curvature at step 20 and training on did not lower it either (fraction of nets "
@@ -1175,10 +1326,13 @@ register(Claim(
               "reproduced here.",
     reference="Zhao, Gower, Walters, Yu 2024, arXiv 2305.13404, Sec. 5 (Fig. 3, Table 1); measured here",
     params=CurvatureGeneralizationParams,
-    predicted=lambda p: [1.0, -1.0],
+    predicted=lambda p: curvature_generalization_signs(),
     measured=_measure_curvature_generalization,
     tolerance=lambda p, m, be: Tolerance(0.0, "signs of the point estimates: must match exactly"),
     error=max_abs_error,
+    mutants={"curvature correlates like sharpness (both positive)": lambda p: [1.0, 1.0],
+             "flat minima generalise worse (signs reversed)": lambda p: [-1.0, 1.0]},
+    closed_forms=("curvature_generalization_signs",),
     sweep="n_train", sweep_values=(4, 5),
     summary=lambda v: float(np.asarray(v)[1]), summary_label="sign of curvature correlation",
     backends=("torch",),
