@@ -9,7 +9,7 @@ notebook mention, mutants and a property test for each of its claims.
 
 import importlib
 
-MODULES: tuple[str, ...] = ("dln", "ergodic", "gr", "rmt", "scaling", "sphere", "stability", "symmetry", "decay", "lottery")
+MODULES: tuple[str, ...] = ("dln", "ergodic", "gr", "rmt", "scaling", "sphere", "stability", "symmetry", "decay", "lottery", "reinit")
 
 for _name in MODULES:
     importlib.import_module(f"{__package__}.{_name}")
