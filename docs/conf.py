@@ -60,6 +60,7 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+napoleon_use_ivar = True  # Attributes: as fields, not a second description of each dataclass field
 napoleon_custom_sections = [("References", "notes_style")]
 
 suppress_warnings = ["myst.header"]

@@ -489,9 +489,23 @@ def api_modules() -> list[str]:
 
 def write_api() -> None:
     mods = api_modules()
+    import importlib
+
     for m in mods:
+        mod = importlib.import_module(m)
+        names = getattr(mod, "__all__", None)
+        members = "   :members:"
+        if names is not None:  # a re-export is documented where it is defined, and linked from there
+            own = [n for n in names if getattr(getattr(mod, n, None), "__module__", m) == m]
+            others = [n for n in names if n not in own]
+            members = "   :members: " + ", ".join(own) if own else "   :no-members:"
+        else:
+            others = []
+        see = (["", "Also exported here: " + ", ".join(f"`{n}`" for n in others) + " (documented in the modules that "
+                "define them)."] if others else [])
         _write(GEN / "api" / f"{m}.md", "\n".join([
-            f"# `{m}`", "", "```{eval-rst}", f".. automodule:: {m}", "   :members:", "   :show-inheritance:", "```", ""]))
+            f"# `{m}`", "", "```{eval-rst}", f".. automodule:: {m}", members, "   :show-inheritance:", "```"]
+            + see + [""]))
     _write(GEN / "api" / "index.md", "\n".join([
         "# API reference", "", "From the docstrings of the public modules (their `__all__`).", "",
         "```{toctree}", ":maxdepth: 1", ""] + mods + ["```", ""]))
@@ -679,6 +693,38 @@ class SolvableCommand(SphinxDirective):
         return [block]
 
 
+_SECTION = re.compile(r"^\s*[A-Z][A-Za-z ]*:\s*$")  # Args:, References:, ... (napoleon's sections)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def preformatted_math(app, what, name, obj, options, lines: list[str]) -> None:
+    """The docstrings write their math as plain text, with aligned formulas in indented blocks after a
+    blank line (``GD:  x+ = x - eta lambda x   stable iff lambda < 2/eta``). reStructuredText would read
+    such a block as a block quote (and a deeper line in it as an error): make each one a literal block,
+    shown exactly as written, by ending the line before it with ``::``. Runs before napoleon."""
+    last = None  # index of the last non-blank line
+    literal_at = None  # indentation of the paragraph that opened the current literal block
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        ind = _indent(line)
+        if literal_at is not None:
+            if ind > literal_at:
+                last = i
+                continue
+            literal_at = None
+        if (last is not None and ind > _indent(lines[last]) and not lines[i - 1].strip()
+                and not lines[last].rstrip().endswith("::") and not _SECTION.match(lines[last])
+                and not lines[last].lstrip().startswith(("..", ">>>", "- ", "* "))):
+            prev = lines[last].rstrip()
+            lines[last] = prev + ":" if prev.endswith(":") else prev + " ::"
+            literal_at = _indent(lines[last])
+        last = i
+
+
 def _outdated(app, env, added, changed, removed) -> list[str]:
     """Pages whose executed content (commands, code cells) depends on the code: re-read them when
     the ``solvable`` sources changed since the last build (generated pages are rewritten anyway)."""
@@ -693,6 +739,7 @@ def setup(app):
     # the mode is part of the environment: a full build after a fast one re-reads every page
     app.add_config_value("solvable_docs_mode", "full", "env")
     app.connect("env-get-outdated", _outdated)
+    app.connect("autodoc-process-docstring", preformatted_math, priority=100)
     app.add_config_value("solvable_findings", {}, "env")
     app.add_config_value("solvable_not_findings", (), "env")
     app.add_config_value("solvable_finding_pattern", r"(?!)", "env")
