@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install verify test test-slow test-thorough bench gpu-check lab clean
+.PHONY: install verify test test-slow test-thorough bench gpu-check lab docs docs-fast clean
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 TORCH_PIN := $(shell sed -n 's/^torch==//p' constraints.txt)
@@ -56,8 +56,18 @@ bench: install
 gpu-check: install
 	$(PY) benchmarks/gpu_check.py
 
+# The documentation site into docs/_build/html: every claim verified with its mutants and figure,
+# the notebooks and the pages' commands executed (cached in docs/_build while solvable/ is
+# unchanged); warnings are errors. docs-fast skips every execution (what `make test` checks).
+docs: install
+	$(THREADS) $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "site: docs/_build/html/index.html"
+
+docs-fast: install
+	$(THREADS) SOLVABLE_DOCS_FAST=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 lab: install
 	$(VENV)/bin/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) reports .pytest_cache .hypothesis
+	rm -rf $(VENV) reports .pytest_cache .hypothesis docs/_build docs/generated

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import inspect
 import json
 import os
@@ -303,22 +304,38 @@ def _proofs_of(claim_id: str) -> list[dict]:
     root = _repo_root() / "proofs_check"
     for path in sorted(root.glob("check_*.py")):
         try:
-            tree = ast.parse(path.read_text())
-        except (OSError, SyntaxError):
+            stamp = path.stat().st_mtime_ns
+        except OSError:
             continue
-        for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            for dec in node.decorator_list:
-                if not isinstance(dec, ast.Call):
-                    continue
-                f = dec.func
-                fname = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute) else "")
-                ids = [a.value for a in dec.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-                if fname == "proves" and claim_id in ids:
-                    found.append({"file": str(path.relative_to(_repo_root())), "line": node.lineno,
-                                  "function": node.name})
+        found += _proof_index(str(path), stamp).get(claim_id, [])
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def _proof_index(path_str: str, stamp: int) -> dict[str, list[dict]]:
+    """``{claim id: [{"file", "line", "function"}, ...]}`` of one proofs file's ``@proves`` checks,
+    parsed once per version of the file (the docs build asks for every claim)."""
+    path = Path(path_str)
+    index: dict[str, list[dict]] = {}
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return index
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for dec in node.decorator_list:
+            if not isinstance(dec, ast.Call):
+                continue
+            f = dec.func
+            fname = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute) else "")
+            if fname != "proves":
+                continue
+            for a in dec.args:
+                if isinstance(a, ast.Constant) and isinstance(a.value, str):
+                    index.setdefault(a.value, []).append({"file": str(path.relative_to(_repo_root())),
+                                                          "line": node.lineno, "function": node.name})
+    return index
 
 
 def _notebooks_of(claim_id: str) -> list[str]:
