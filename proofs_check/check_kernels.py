@@ -117,3 +117,41 @@ def check_drift_and_lazy_exponents():
     slope = sp.diff(F, eps, 2).subs(eps, 0) / 2  # the alpha^-1 coefficient, nonzero where f'' != 0
     assert sp.simplify(slope - sp.diff(f, th, 2) * d.subs(eps, 1) ** 2 / 2) == 0  # order alpha^-1
     assert tuple(kernels.drift_exponents()) == (float(order_first), -1.0)
+
+
+@proves("kernels.network_beats_ntk")
+def check_two_layer_entk_and_linear_krr():
+    # The eNTK of f = w^-1/2 sum_j a_j tanh(W_j . x / sqrt(d)), derived by differentiating f in every
+    # parameter (w = 2, d = 2 symbolically) and summing the products of the gradients, against
+    # kernels.two_layer_entk at random numeric values.
+    import torch
+
+    w, d = 2, 2
+    Ws = sp.Matrix(w, d, lambda i, j: sp.Symbol(f"W{i}{j}", real=True))
+    As = sp.symbols(f"a0:{w}", real=True)
+    xs, zs = sp.symbols(f"x0:{d}", real=True), sp.symbols(f"z0:{d}", real=True)
+
+    def f(x):
+        return sum(As[j] * sp.tanh(sum(Ws[j, k] * x[k] for k in range(d)) / sp.sqrt(d)) for j in range(w)) / sp.sqrt(w)
+
+    params = list(Ws) + list(As)
+    theta = sum(sp.diff(f(xs), q) * sp.diff(f(zs), q) for q in params)
+    rng = np.random.default_rng(3)
+    Wn, an, x1, x2 = rng.normal(size=(w, d)), rng.normal(size=w), rng.normal(size=d), rng.normal(size=d)
+    subs = {**{Ws[i, j]: Wn[i, j] for i in range(w) for j in range(d)}, **dict(zip(As, an)),
+            **dict(zip(xs, x1)), **dict(zip(zs, x2))}
+    sym = float(theta.subs(subs))
+    T = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    num = float(kernels.two_layer_entk(T(Wn), T(an), T(x1[None]), T(x2[None]))[0, 0])
+    assert abs(sym - num) < 1e-12 * max(1.0, abs(sym))
+    # KRR with a fixed kernel is linear in the labels: f_hat = k(x)^T (K + r I)^{-1} y, so
+    # d f_hat / d y is label-independent; with the initial eNTK the predictor is a fixed linear map of y,
+    # unable to adapt the features to the target direction u (what the trained network does).
+    y1, y2, r = sp.symbols("y1 y2 r", real=True)
+    K = sp.Matrix([[2, sp.Rational(1, 2)], [sp.Rational(1, 2), 1]])
+    kx = sp.Matrix([[sp.Rational(1, 3), sp.Rational(3, 4)]])
+    fh = (kx * (K + r * sp.eye(2)).inv() * sp.Matrix([y1, y2]))[0]
+    assert all(sp.diff(fh, yy, 2) == 0 and sp.diff(fh, y1, y2) == 0 for yy in (y1, y2))
+    # the three z-test outcomes are exclusive and exhaustive; the prediction is "network faster"
+    out = kernels.network_beats_ntk_outcomes()
+    assert sum(out) == 1 and out[0] == 1

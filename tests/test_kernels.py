@@ -119,3 +119,49 @@ def test_ntk_drift_on_cuda_at_larger_widths():
     d = [kernels.ntk_drift_run(w, 32, 32, 8, 60, 3.0, seed=k, device="cuda", dtype=torch.float64)["drift"].mean()
          for k, w in enumerate(widths)]
     assert abs(loglog_slope(widths, d).slope + 1.0) < 0.25
+
+
+def test_two_layer_entk_matches_torch_func_jacobian():
+    import torch
+
+    from solvable.tools.kernels import empirical_ntk
+
+    g = torch.Generator().manual_seed(1)
+    W, a = torch.randn(7, 3, generator=g, dtype=torch.float64), torch.randn(7, generator=g, dtype=torch.float64)
+    x = torch.randn(5, 3, generator=g, dtype=torch.float64)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.W, self.a = torch.nn.Parameter(W.clone()), torch.nn.Parameter(a.clone())
+
+        def forward(self, z):
+            return kernels._mlp((self.W, self.a), z, torch.tanh)
+
+    K = kernels.two_layer_entk(W, a, x, x)
+    assert torch.allclose(K, empirical_ntk(Net(), x, method="jacobian"), atol=1e-12)
+    assert torch.allclose(K, K.T) and torch.linalg.eigvalsh(K).min() > -1e-12
+
+
+def test_network_vs_ntk_limits_and_seeds():
+    r = kernels.network_vs_ntk_run([8, 16], 4, 5, 16, 0, 1.0, seed=2)
+    # zero steps: the centred network predicts 0, its test error is the mean y^2 of the shared test set
+    assert np.allclose(r["net"], r["net"][:, :1]) and np.all(r["net"] > 0.2) and np.all(r["train"] > 0.1)
+    again = kernels.network_vs_ntk_run([8, 16], 4, 5, 16, 0, 1.0, seed=2)
+    assert np.array_equal(r["ntk"], again["ntk"]) and np.array_equal(r["net"], again["net"])
+    with pytest.raises(ValueError, match=r"lr=-1.0 is out of range"):
+        kernels.network_vs_ntk_run([8, 16], 4, 5, 16, 10, -1.0)
+    with pytest.raises(ValueError, match=r"seeds=1 is out of range"):
+        kernels.network_vs_ntk_run([8, 16], 1, 5, 16, 10, 1.0)
+
+
+def test_network_exponent_more_negative_over_seeds():
+    import solvable
+    from solvable.backend import get_backend
+
+    c = solvable.get("kernels.network_beats_ntk")
+    be = get_backend("torch")
+    ms = [c.measured(c.params(), be, s) for s in (11, 12)]
+    # over seeds: each z-test says "network faster", and the exponents are on the right sides
+    assert all(m.value == [1.0, 0.0, 0.0] for m in ms)
+    assert all(m.info["net_exponent"] < -0.3 and m.info["ntk_exponent"] > -0.3 for m in ms)
