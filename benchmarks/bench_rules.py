@@ -1,0 +1,82 @@
+"""Benchmarks of solvable.tools.rules.
+
+- ``stable_lr_batched``: 64 learning-rate copies of a ~100k-parameter MLP (128 -> 256 -> 256 -> 1, tanh,
+  99,329 parameters, float32) trained for ``steps`` minibatch SGD steps with the full-data loss at steps
+  0, T/2, T (what one bisection round of :func:`solvable.tools.rules.stable_lr` runs), as one vmapped
+  program (:func:`solvable.tools.rules.run_copies`) against a Python loop over the copies, each an
+  ordinary ``nn.Module`` + ``torch.optim.SGD`` training loop (the code a user would write).
+  Target: loop_time / vmapped_time >= 8. Device: CUDA when available, else CPU.
+  ``quick=True``: 3 steps and 8 copies (the suite's smoke run, < 5 s), target unchanged but not expected.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from solvable.tools import rules as R
+
+D_IN, WIDTH, N, B = 128, 256, 256, 1
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(D_IN, WIDTH), nn.Tanh(), nn.Linear(WIDTH, WIDTH), nn.Tanh(), nn.Linear(WIDTH, 1))
+
+
+def stable_lr_batched(quick: bool = False) -> dict:
+    device = _device()
+    copies, steps = (8, 3) if quick else (64, 20)
+    torch.manual_seed(0)
+    model = _mlp().to(device)
+    X = torch.randn(N, D_IN, device=device)
+    Y = torch.randn(N, 1, device=device)
+    lrs = np.geomspace(1e-3, 1e-1, copies)
+    seeds = np.arange(copies)
+    loss = nn.MSELoss()
+    # warm-up at the same sizes: the first vmapped call on a new shape costs seconds on the CPU (measured 9 s)
+    R.run_copies(model, loss, (X, Y), lrs, seeds, B, steps=2, chunk=copies)
+    _sync(device)
+    t0 = time.perf_counter()
+    R.run_copies(model, loss, (X, Y), lrs, seeds, B, steps=steps, chunk=copies)
+    _sync(device)
+    t_vmap = time.perf_counter() - t0
+    idx = R._batch_indices(N, B, steps, list(seeds), "without", device)
+    t0 = time.perf_counter()
+    for k in range(copies):
+        net = _mlp().to(device)
+        net.load_state_dict(model.state_dict())
+        opt = torch.optim.SGD(net.parameters(), lr=float(lrs[k]))
+        for t in range(steps + 1):
+            if t in (0, steps // 2, steps):
+                with torch.no_grad():
+                    float(loss(net(X), Y))
+            if t == steps:
+                break
+            it = idx[k, t]
+            opt.zero_grad()
+            loss(net(X[it]), Y[it]).backward()
+            opt.step()
+    _sync(device)
+    t_loop = time.perf_counter() - t0
+    return {"ratio": t_loop / t_vmap, "target": ">= 8",
+            "compared": "loop over copies (nn.Module + torch.optim.SGD) / one vmapped run_copies call",
+            "sizes": {"copies": copies, "params": sum(p.numel() for p in model.parameters()), "N": N, "B": B,
+                      "steps": steps},
+            "backend": "torch", "device": device, "dtype": "float32",
+            "vmapped_seconds": t_vmap, "loop_seconds": t_loop, "quick": quick,
+            "note": "shared CPU: times are noisy; re-run on a quiet machine"}
+
+
+BENCHMARKS = {"stable_lr_batched": stable_lr_batched}
