@@ -53,6 +53,12 @@ DYNAMICS_CLAIMS = (
     "sphere.three_regimes",
     "ergodic.weights_do_not_converge",
     "ergodic.sphere_invariant_measure",
+    "slingshot.norm_cycles",
+    "grok.time_vs_fraction",
+    "parity.iteration_scaling",
+    "descent.label_noise_peak",
+    "kernels.network_beats_ntk",
+    "landscape.bn_smoothness",
 )
 
 
