@@ -72,7 +72,7 @@ __all__ = [
     "wigner", "sample_covariance", "spiked_wigner", "spiked_covariance", "spiked_wigner_top",
     "top_eigenvalues", "ks_distance", "esd_finite_size_bias", "esd_on_grid", "abs_errors",
     "bbp_wigner_outlier", "bbp_wigner_overlap", "bbp_covariance_outlier",
-    "tracy_widom_scale_covariance", "TW1_MEAN", "lanczos_top",
+    "tracy_widom_scale_covariance", "TW1_MEAN", "lanczos_top", "wigner_approximation_top",
 ]
 
 #: Mean of the GOE Tracy-Widom law F_1 (Tracy and Widom 1996; Bornemann 2010, arXiv 0804.2543).
@@ -594,8 +594,10 @@ def _tol_bbp_cov(p: BBPCovarianceParams, m: Measurement, be: Backend) -> Toleran
                      "O(1/n) offset allowed (measured value)/n")
 
 
-def _wigner_approx_cov(ell: float, gamma: float) -> float:
-    """S - I read as sqrt(gamma) GOE + (ell - 1) e1 e1^T: BBP of the additive spike, shifted by 1."""
+def wigner_approximation_top(ell: float, gamma: float) -> float:
+    """A plausible wrong formula (the covariance claims' mutant): ``S - I`` read as ``sqrt(gamma) GOE +
+    (ell - 1) e1 e1^T``, whose top eigenvalue is ``1 + (ell - 1) + gamma/(ell - 1)`` above
+    ``ell - 1 = sqrt(gamma)``, else ``1 + 2 sqrt(gamma)``: off by exactly ``gamma`` everywhere."""
     t, s = ell - 1.0, math.sqrt(gamma)
     return 1.0 + (t + gamma / t if t > s else 2.0 * s)
 
@@ -616,7 +618,7 @@ register(Claim(
     summary_label="top eigenvalue",
     mutants={
         "Wigner approximation (edge 1 + 2 sqrt(gamma), outlier ell + gamma/(ell - 1))":
-            lambda p: _wigner_approx_cov(p.ell, _bbp_cov_ratio(p)),
+            lambda p: wigner_approximation_top(p.ell, _bbp_cov_ratio(p)),
         "top singular value of X/sqrt(n) for the top eigenvalue of X X^T/n":
             lambda p: math.sqrt(bbp_covariance_outlier(p.ell, _bbp_cov_ratio(p))),
     },
