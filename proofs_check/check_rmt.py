@@ -202,3 +202,70 @@ def check_bbp_covariance_outlier(ell, gamma):
             target = ell / (ell - 1)
             assert not (1 < target < float(b * G_edge))
         assert rmt.bbp_covariance_outlier(ell, gamma) == b
+
+
+# ---- the finite-size term behind the ESD claims' allowance 1/(4n) ------------------------------
+# Loop equation of the beta-ensemble (integration by parts of sum_i d/d lambda_i [f(lambda_i) P] = 0 under
+# the joint density P ~ prod |lambda_i - lambda_j|^beta prod w(lambda_i)), for W = (1/n) sum 1/(z - lambda_i):
+#   Hermite (w = exp(-beta n lambda^2/4), f = 1/(z - lambda)):
+#       E[W^2] - z E[W] + 1 - (2/beta - 1) E[W'] / n = 0;
+#   Laguerre (w = lambda^((beta/2)(n - p + 1) - 1) exp(-beta n lambda/2), f = lambda/(z - lambda), c = p/n,
+#   W over the p eigenvalues):
+#       c z E[W^2] + (1 - c - z) E[W] + 1 - (2/beta - 1) (E[W] + z E[W']) / n = 0.
+# With E[W^2] = E[W]^2 + O(1/n^2) and E[W] = G_0 + G_1/n, the 1/n order is linear in G_1.
+beta_ = sp.Integer(1)
+# a symbol with no assumptions: with z > 0 sympy would merge sqrt(z - a) sqrt(z - b) into the principal
+# sqrt((z - a)(z - b)), which is the wrong branch below the middle of the support
+zc = sp.Symbol("zc")
+
+
+@proves("rmt.semicircle")
+def check_goe_mean_esd_1_over_n_term():
+    # sigma = 1: G0^2 - zc G0 + 1 = 0, G0 ~ 1/zc; sqrt(zc - 2) sqrt(zc + 2) is the branch analytic off [-2, 2]
+    root = sp.sqrt(zc - 2) * sp.sqrt(zc + 2)
+    G0 = (zc - root) / 2
+    assert sp.simplify(sp.expand(G0**2 - zc * G0 + 1)) == 0
+    G1s = sp.symbols("G1")
+    first_order = sp.expand((G0 + G1s / sp.Symbol("N")) ** 2).coeff(sp.Symbol("N"), -1) - zc * G1s \
+        - (2 / beta_ - 1) * sp.diff(G0, zc)
+    G1 = sp.solve(first_order, G1s)[0]
+    # G1 = [1/(zc - 2) + 1/(zc + 2)]/4 - 1/(2 sqrt(zc^2 - 4)): two edge atoms of mass 1/4 and a continuous part
+    assert sp.simplify(G1 - ((1 / (zc - 2) + 1 / (zc + 2)) / 4 - 1 / (2 * root))) == 0
+    # on the bulk root -> i sqrt(4 - x^2) (Im G0 < 0 above the axis): the density -Im G1/pi of the
+    # continuous part is -1/(2 pi sqrt(4 - x^2)); checked at points just above the bulk
+    rho1 = -1 / (2 * sp.pi * sp.sqrt(4 - x**2))
+    g1 = sp.lambdify(zc, G1 - (1 / (zc - 2) + 1 / (zc + 2)) / 4, "mpmath")
+    for xv in (-1.7, -0.4, 0.9, 1.95):
+        import mpmath
+
+        assert math.isclose(-float(mpmath.im(g1(xv + 1e-14j))) / math.pi, float(rho1.subs(x, xv)), rel_tol=1e-9)
+    F1 = sp.Rational(1, 4) + sp.integrate(rho1, (x, -2, x))  # the left atom, then the continuous part
+    assert sp.simplify(F1 + sp.asin(x / 2) / (2 * sp.pi)) == 0
+    assert sp.simplify(F1.subs(x, 2) + sp.Rational(1, 4)) == 0 and sp.simplify(F1.subs(x, -2) - sp.Rational(1, 4)) == 0
+    # |F1| is largest at the edges, 1/4: the allowance n * esd_finite_size_bias(n)
+    for n in (100, 300, 4000):
+        assert math.isclose(n * rmt.esd_finite_size_bias(n), 0.25, rel_tol=1e-15)
+
+
+@proves("rmt.marchenko_pastur")
+@settings(max_examples=4, deadline=None)
+@given(st.floats(0.15, 1.0))
+def check_loe_mean_esd_1_over_n_term(c):
+    import mpmath
+
+    a, b = rmt.marchenko_pastur_edges(c)
+    root = sp.sqrt(zc - a) * sp.sqrt(zc - b)  # the branch analytic off [a, b]
+    G0 = ((zc + c - 1) - root) / (2 * c * zc)
+    assert abs(complex((c * zc * G0**2 + (1 - c - zc) * G0 + 1).subs(zc, 2.7 + 0.3j))) < 1e-12
+    G1s = sp.symbols("G1")
+    G1 = sp.solve(2 * c * zc * G0 * G1s + (1 - c - zc) * G1s - (2 / beta_ - 1) * (G0 + zc * sp.diff(G0, zc)), G1s)[0]
+    g1 = sp.lambdify(zc, G1, "mpmath")
+    # F_1(x) = -(1/pi) Im of the integral of G_1 along a path above the real axis from left of the
+    # support (where G_1 is real) to x + i0: it passes above the edge singularities; per 1/p it is
+    # c F_1 (1/n = c/p)
+    for u in (0.1, 0.3, 0.5, 0.8, 0.95):
+        xv = a + u * (b - a)
+        I = mpmath.quad(g1, [a - 0.5, a + 0.5 * (b - a) * u + 0.6j, xv + 1e-13j])
+        F1 = -float(mpmath.im(I)) / math.pi * c
+        assert math.isclose(F1, -math.asin(2 * u - 1) / (2 * math.pi), abs_tol=1e-6), (c, u, F1)
+    assert math.isclose(100 * rmt.esd_finite_size_bias(100), 0.25)

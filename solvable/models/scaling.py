@@ -59,8 +59,8 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ..backend import Backend, get_backend
 from ..checks import check_choice, check_int, check_positive, check_range
-from ..claims import Claim, Measurement, Params, Tolerance, param, register
-from .rmt import TW1_MEAN, tracy_widom_scale_covariance
+from ..claims import Claim, Measurement, Params, Tolerance, param, register, relative_errors
+from .rmt import TW1_MEAN, wigner_approximation_top, bbp_covariance_outlier, tracy_widom_scale_covariance
 from ..stats import loglog_slope, mean_sem
 
 __all__ = [
@@ -98,10 +98,12 @@ def batch_noise_factor(B: int, N: int, sampling: str = "with") -> float:
 
 
 def dataset(N: int, d: int, *, features: str = "gaussian", ell: float = 1.0, scale: float = 1.0,
-            noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+            noise: float = 0.0, seed: int = 0, kappa: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Features ``X`` (N, d) and residuals ``r`` (N,) at the least-squares minimiser.
 
     ``gaussian``: ``x ~ N(0, scale * diag(ell, 1, ..., 1))`` (a spiked population Hessian).
+    ``kappa``: feature ``j`` is then multiplied by ``kappa^(j/(d - 1) - 1/2)``: standard deviations
+    log-spaced over a ratio ``kappa`` (an anisotropic Hessian, and gradient noise ``V_j ~ kappa^(2j/(d-1))``).
     ``random_features``: ``x = (relu(F z / sqrt(d_in)) - 1/sqrt(2 pi)) / sd`` with ``z ~ N(0, I_{d_in})``,
     ``d_in = d``, ``F`` Gaussian (non-Gaussian features whose fourth moments differ from Isserlis').
     ``noise``: label-noise scale; ``r`` are the residuals of the fitted minimiser (``X^T r = 0``).
@@ -112,6 +114,7 @@ def dataset(N: int, d: int, *, features: str = "gaussian", ell: float = 1.0, sca
     ell = check_positive("ell", ell)
     scale = check_positive("scale", scale)
     noise = check_range("noise", noise, 0.0, None)
+    kappa = check_range("kappa", kappa, 1.0, None)
     rng = np.random.default_rng(check_int("seed", seed, 0, None))
     if features == "gaussian":
         X = rng.standard_normal((N, d)) * math.sqrt(scale)
@@ -123,6 +126,8 @@ def dataset(N: int, d: int, *, features: str = "gaussian", ell: float = 1.0, sca
         # (Var relu(g) = 1/2 - 1/(2 pi)), so the scale of the Hessian bulk matches the Gaussian case
         X = (np.maximum(Z @ F.T / math.sqrt(d), 0.0) - 1 / math.sqrt(2 * math.pi)) \
             * math.sqrt(scale / (0.5 - 0.5 / math.pi))
+    if kappa != 1.0 and d > 1:
+        X = X * kappa ** (np.arange(d) / (d - 1) - 0.5)[None, :]
     y = X @ rng.standard_normal(d) / math.sqrt(d) + noise * rng.standard_normal(N)
     w, *_ = np.linalg.lstsq(X, y, rcond=None)
     return X, X @ w - y
@@ -320,20 +325,57 @@ def adam_threshold(X: Any, r: Any, B: int, sampling: str = "with") -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Simulators (batched over learning rates x seeds; the loops are over time steps and rounds)
+# Simulators (batched over learning rates x populations x particles; the loops are over time steps
+# and rounds)
+#
+# The estimator, and the source of the earlier +0.58% offset. Mean-square stability is decided by
+# the growth of E|e_t|^2, the moment (q = 2) Lyapunov exponent of a product of random matrices, not
+# by the typical run: one run's log growth L (a sum over steps) is nearly Gaussian, but log E e^L =
+# k1 + k2/2 + k3/6 + ..., and every cumulant grows in proportion to the run length, as does the
+# slope of the growth in log eta. The earlier estimate k1 + k2/2 from independent runs therefore
+# missed k3/6 + k4/24 + ... by an amount that no run length or number of runs removes: at the exact
+# threshold (d = 32, N = 256, 4000 runs) it read -0.26 at B = 4 and -0.45 at B = 16 for a slope of
+# ~85 per unit log eta, i.e. thresholds located +0.30% and +0.59% high. The bisection added as much
+# again (+0.53 +- 0.11% and +1.08 +- 0.13% over 8 seeds) by weighting its root fit with 1/se^2,
+# where se grows with the sample variance that also raises the estimate (weights correlated with
+# the responses). The mean over runs of |e_T|^2 / |e_{T/2}|^2 (the mean of ratios) is not the
+# ratio of means either: the directions at T/2 are not weighted by |e_{T/2}|^2.
+#
+# The fix: population dynamics (sequential Monte Carlo). Each learning rate runs P populations of
+# R particles; every 4 steps each particle's squared growth w since the last resampling is its
+# weight, the population's log mean weight is added to log Z, and the population is resampled in
+# proportion to w (systematic resampling) and renormalised. prod_t mean(w_t) is an unbiased estimate of E|e_T|^2
+# (Del Moral 2004, Thm 7.4.2), the resampled directions carry the |e|^2 weighting, and log Z over
+# the second half is a sum of steps whose fluctuations are O(1/sqrt(R)): nearly Gaussian, with
+# cumulants k_j(log Z) = O(T R^(1-j)). The estimate is the log-normal one applied to the P
+# populations, mean(log Z) + var(log Z)/2 (var pooled over the round's grid), whose neglected term
+# k3(log Z)/6 is now O(T/R^2): with R = 8, measured at the exact threshold (300 populations,
+# B = 1, 4, 16, 64) the located threshold is off by -0.00, +0.03, -0.01, +0.01% (+-0.03-0.10)
+# against +0.3 .. +1.3% for the old estimate (resampling every step: the same within the errors);
+# through the whole bisection, 12 seeds: -0.01 +- 0.03, +0.05 +- 0.07, +0.15 +- 0.09,
+# +0.27 +- 0.14, -0.01 +- 0.03% at B = 1, 4, 16, 64, 128 (was +0.53 +- 0.11 and +1.08 +- 0.13% at
+# B = 4, 16). The median k3/6 over the grid (k-statistics of the populations) is kept as a bias
+# allowance.
+
+
+def _log_mean_exp(a: Any, xp: Any) -> Any:
+    m = xp.max(a, axis=-1, keepdims=True)
+    return m[..., 0] + xp.log(xp.mean(xp.exp(a - m), axis=-1))
 
 
 def sgd_growth(X: Any, B: int, lrs: Any, seeds: int, steps: int, sampling: str, backend: Backend,
-               seed: int, precond: Any = None, return_k3: bool = False) -> tuple[np.ndarray, ...]:
-    """Run minibatch SGD ``e <- e - eta P^{-1} H_B e`` for every learning rate x seed in one array program.
+               seed: int, precond: Any = None, return_k3: bool = False, populations: int | None = None,
+               return_populations: bool = False, resample_every: int = 4) -> tuple[np.ndarray, ...]:
+    """Mean-square growth of minibatch SGD ``e <- e - eta P^{-1} H_B e`` for every learning rate at once,
+    by population dynamics (module comment above): ``log E|e_T|^2 - log E|e_{T/2}|^2``.
 
-    Returns, per learning rate, the estimated mean-square growth ``log E|e_T|^2 - log E|e_{T/2}|^2`` over
-    the second half and its standard error (and, with ``return_k3``, the third-cumulant term ``k3/6``
-    that the log-normal estimate neglects). The estimate uses the seeds' log growths ``L``:
-    ``mean(L) + var(L)/2``, the log-mean of a log-normal (``L`` is a sum of many weakly dependent
-    per-step increments, so it is close to Gaussian; the plain sample mean of ``exp(L)`` is dominated
-    by rare runs and is biased low at finite ``seeds``). ``|e|`` is renormalised every few steps (the
-    dynamics are linear), so divergence never overflows.
+    Each learning rate runs ``populations`` independent populations of ``seeds // populations``
+    particles (default ``populations = min(3, seeds // 2)``), resampled in proportion to their
+    squared growth every ``resample_every`` steps (and at the half), all in one array program. Returns per learning rate the estimate
+    ``mean_p(log Z_p) + var_p(log Z_p)/2`` and its standard error ``sqrt(var/P + var^2/(2 (P - 1)))``
+    (with ``return_k3``, also the first neglected term ``k3/6``, 0 for fewer than 3 populations);
+    with ``return_populations``, the ``(len(lrs), populations)`` array of ``log Z_p`` instead.
+    ``|e|`` is renormalised every step (the dynamics are linear), so divergence never overflows.
     """
     xp = backend.xp
     Xb = backend.asarray(X)
@@ -342,54 +384,107 @@ def sgd_growth(X: Any, B: int, lrs: Any, seeds: int, steps: int, sampling: str, 
     N, d = Xb.shape
     sampling = check_choice("sampling", sampling, SAMPLING)
     B = check_int("B", B, 1, None if sampling == "with" else N)
-    # the standard error uses var(L) with ddof = 1 and var^2/(2 (seeds - 1)): it needs 2 runs
+    # two populations (or one population of two particles) at least: a variance needs two values
     seeds = check_int("seeds", seeds, 2, None)
+    P = min(3, seeds // 2) if populations is None else check_int("populations", populations, 1, seeds)
+    Rp = seeds // P
     # the growth is measured over the second half, from step steps//2: at least one step each half
     steps = check_int("steps", steps, 2, None)
+    resample_every = check_int("resample_every", resample_every, 1, None)
     lrs = np.atleast_1d(np.asarray(lrs, dtype=float))
     if lrs.ndim != 1 or lrs.size == 0 or not np.all(np.isfinite(lrs) & (lrs > 0)):
         raise ValueError(f"lrs={lrs!r} is out of range: lrs must be a nonempty 1-D array of finite numbers in (0, inf)")
     G = lrs.size
-    R = G * seeds
+    pops = G * P
+    R = pops * Rp
     g = backend.rng(seed)
-    eta = backend.asarray(np.repeat(lrs, seeds))[:, None]
+    eta = backend.asarray(np.repeat(lrs, P * Rp))[:, None]
     pinv = None if precond is None else backend.asarray(1.0 / np.asarray(precond, dtype=float))[None, :]
     e = g.normal((R, d))
     e = e / xp.linalg.vector_norm(e, axis=1, keepdims=True)
-    logn = xp.zeros_like(e[:, 0])
-    half = None
-    # the norm can grow by at most (1 + eta max_i |x_i|^2)^k in k steps: every 8 steps keeps float64
-    # far from overflow in the bracket; float32 renormalises every step
-    renorm = 8 if backend.dtype == "float64" else 1
-    # A row whose norm overflowed (or collapsed to 0) between renormalisations is a diverged run: it
-    # is counted as growing by at least log(largest float) per renormalisation (finite in float32
-    # too, where 1e300 would be inf and inf - inf NaN), and its iterate is zeroed so no NaN spreads.
-    log_big = math.log(float(np.finfo(Backend.to_numpy(e[:1, :1]).dtype).max))
-    # overflow to inf/NaN is the divergence that the renormalisation detects and accounts for below
-    with np.errstate(over="ignore", invalid="ignore"):
-        for t in range(steps):
-            idx = _draw(g, N, B, (R,), sampling)
-            Xs = Xb[idx]                                            # (R, B, d)
-            res = (Xs @ e[:, :, None])[:, :, 0]                     # (R, B)
-            grad = (xp.permute_dims(Xs, (0, 2, 1)) @ res[:, :, None])[:, :, 0] / B
-            e = e - eta * (grad if pinv is None else grad * pinv)
-            if t % renorm == renorm - 1 or t == steps // 2 - 1 or t == steps - 1:
-                nn = xp.linalg.vector_norm(e, axis=1)
-                ok = xp.isfinite(nn) & (nn > 0)
-                safe = xp.where(ok, nn, xp.ones_like(nn))
-                e = xp.where(ok[:, None], e / safe[:, None], xp.zeros_like(e))
-                logn = logn + xp.where(ok, xp.log(safe), xp.ones_like(safe) * log_big)
-            if t == steps // 2 - 1:
-                half = logn
-    L = 2.0 * Backend.to_numpy(logn - half).reshape(G, seeds)
-    mu, var = L.mean(axis=1), L.var(axis=1, ddof=1)
-    k3 = np.mean((L - mu[:, None]) ** 3, axis=1)
+    logz = xp.zeros((pops,), dtype=backend.float_dtype, device=_device(backend))
+    # ||(I - eta P^-1 H_B) e|| <= (1 + eta max(P^-1) max_i |x_i|^2) ||e||: dividing e by that factor
+    # before the step (the dynamics are linear; its log is added back) keeps every state <= 1, so no
+    # learning rate overflows; a state annihilated exactly counts as the smallest normal number
+    cmax = float(np.max(np.sum(Backend.to_numpy(Xb) ** 2, axis=1)))
+    if precond is not None:
+        cmax *= float(np.max(1.0 / np.asarray(precond, dtype=float)))
+    shrink = backend.asarray(np.repeat(1.0 + lrs * cmax, P * Rp))[:, None]
+    log_shrink = xp.reshape(2.0 * xp.log(shrink[:, 0]), (pops, Rp))
+    tiny = float(np.finfo(Backend.to_numpy(e[:1, :1]).dtype).tiny)
+    offsets = backend.asarray(np.arange(pops, dtype=float))[:, None]
+    base = backend.asarray(np.arange(Rp, dtype=float))[None, :]
+    last = xp.astype(backend.asarray(np.repeat(np.arange(1, pops + 1) * Rp - 1, Rp)), xp.int64)
+    since = 0
+    for t in range(steps):
+        e = e / shrink
+        grad = _batch_gradient(Xb, e, _draw(g, N, B, (R,), sampling), backend)
+        e = e - eta * (grad if pinv is None else grad * pinv)
+        since += 1
+        if since < resample_every and t != steps // 2 - 1 and t != steps - 1:
+            continue
+        # the squared growth of each particle since the last resampling is its weight
+        nn = xp.linalg.vector_norm(e, axis=1)
+        logw = xp.reshape(2.0 * xp.log(xp.clip(nn, tiny, None)), (pops, Rp)) + since * log_shrink
+        since = 0
+        if t >= steps // 2:
+            logz = logz + _log_mean_exp(logw, xp)
+        # systematic resampling within each population: one uniform per population, the Rp points
+        # (u + k)/Rp against the cumulative weights (rows offset by their index so that one 1-D
+        # search serves every population)
+        w = xp.exp(logw - xp.max(logw, axis=1, keepdims=True))
+        cw = xp.cumulative_sum(w / xp.sum(w, axis=1, keepdims=True), axis=1)
+        u = (g.uniform((pops, 1)) + base) / Rp
+        anc = xp.searchsorted(xp.reshape(cw + offsets, (-1,)), xp.reshape(u + offsets, (-1,)))
+        e = e[xp.minimum(anc, last)]
+        e = e / xp.clip(xp.linalg.vector_norm(e, axis=1, keepdims=True), tiny, None)
+    Z = Backend.to_numpy(logz).reshape(G, P)
+    if return_populations:
+        return Z
+    mu = Z.mean(axis=1)
+    var = Z.var(axis=1, ddof=1) if P > 1 else np.zeros(G)
     est = mu + var / 2.0
-    se = np.sqrt(var / seeds + var**2 / (2.0 * (seeds - 1)))
+    se = np.sqrt(var / P + var**2 / (2.0 * max(P - 1, 1)))
     if return_k3:
-        # the first neglected term of log E exp(L) = k1 + k2/2 + k3/6 + ... (truncation bias)
-        return est, se, k3 / 6.0
+        return est, se, _k3(Z) / 6.0
     return est, se
+
+
+def _batch_gradient(Xb: Any, e: Any, idx: Any, backend: Backend) -> Any:
+    """``H_b e = X_b^T X_b e / B`` for each row's batch ``idx[r]`` (``(R, B)`` indices into ``X``).
+
+    Small batches gather their rows (``R B d`` numbers); from ``B >= N/8`` on, the batch is its
+    count vector ``c`` over the ``N`` examples and ``H_b e = X^T (c * X e) / B`` is two dense products,
+    cheaper than gathering ``R B d`` numbers (measured: 5x at ``B = 128``, ``N = 256``, ``d = 32``)."""
+    xp = backend.xp
+    R, B = int(idx.shape[0]), int(idx.shape[1])
+    N = int(Xb.shape[0])
+    if 8 * B < N:
+        Xs = Xb[idx]                                            # (R, B, d)
+        res = (Xs @ e[:, :, None])[:, :, 0]                     # (R, B)
+        return (xp.permute_dims(Xs, (0, 2, 1)) @ res[:, :, None])[:, :, 0] / B
+    if backend.name == "numpy":
+        rows = np.arange(R)[:, None] * N
+        counts = np.bincount((idx + rows).ravel(), minlength=R * N).reshape(R, N).astype(e.dtype)
+    else:
+        import torch
+
+        counts = torch.zeros((R, N), dtype=e.dtype, device=e.device)
+        counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=e.dtype))
+    return ((e @ xp.permute_dims(Xb, (1, 0))) * counts) @ Xb / B
+
+
+def _k3(Z: np.ndarray) -> np.ndarray:
+    """Unbiased third cumulant (k-statistic) of each row of ``Z``; 0 for fewer than 3 columns."""
+    P = Z.shape[1]
+    if P < 3:
+        return np.zeros(Z.shape[0])
+    c = Z - Z.mean(axis=1, keepdims=True)
+    return P / ((P - 1.0) * (P - 2.0)) * np.sum(c**3, axis=1)
+
+
+def _device(backend: Backend) -> Any:
+    return None if backend.name == "numpy" else backend.device
 
 
 def _steps(B: int, d: int, base: int) -> int:
@@ -398,21 +493,47 @@ def _steps(B: int, d: int, base: int) -> int:
     return int(base * math.ceil((B + d) / B))
 
 
-def bisect_threshold(X: Any, B: int, sampling: str, backend: Backend, seed: int, *, seeds: int = 24,
-                     grid: int = 7, rounds: int = 4, base_steps: int = 40, precond: Any = None
+def _round_estimates(u: np.ndarray, Z: np.ndarray, smooth: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """One round's populations ``Z`` (``(G, P)``, log Z at the grid ``u``): per learning rate the
+    estimate ``mean_p(log Z) + v/2``, the covariance of the estimates' noise, and the median ``|k3|/6``.
+
+    ``smooth`` (the narrow grids of the last rounds): ``v`` is the least-squares line through the
+    points' sample variances against ``u``. A sample variance of 3 populations (2 degrees of freedom)
+    is as noisy as the variance itself and skewed, and adding it to each point's estimate put a
+    skewed, heavy noise on every point; a variance pooled into one constant biased every point but
+    the grid's centre (the variance grows with eta, 1.4x across the last grid at B = 64). The line is
+    unbiased where the variance is linear over the grid, and its noise is shared smoothly by the
+    points (in the covariance returned). Otherwise (the wide first grids, which only choose the next
+    bracket) each point has its own variance.
+    """
+    G, P = Z.shape
+    mean, var = Z.mean(axis=1), Z.var(axis=1, ddof=1)
+    k3 = float(np.median(np.abs(_k3(Z)))) / 6.0
+    if not smooth:
+        return mean + var / 2.0, np.diag(var / P + var**2 / (2.0 * (P - 1))), k3
+    A = np.stack([np.ones_like(u), u - u.mean()], axis=1)
+    H = A @ np.linalg.pinv(A)                      # hat matrix of the variance line
+    v = np.clip(H @ var, 0.0, None)
+    cov = np.diag(v / P) + (H * (2.0 * v**2 / (P - 1))[None, :]) @ H.T / 4.0
+    return mean + v / 2.0, cov, k3
+
+
+def bisect_threshold(X: Any, B: int, sampling: str, backend: Backend, seed: int, *, seeds: int = 48,
+                     grid: int = 7, rounds: int = 4, base_steps: int = 20, precond: Any = None
                      ) -> tuple[float, float, dict]:
     """Largest mean-square-stable learning rate of (preconditioned) SGD, found by simulation.
 
     The bracket starts at ``[2 / max_i x_i^T P^{-1} x_i, 2 / lambda_max(P^{-1/2} H P^{-1/2})]``: below the
     left end every step is non-expansive, above the right end the mean iterate diverges (full-batch GD).
-    Each round simulates ``grid`` learning rates (log-spaced inside the bracket) x ``seeds`` runs in one
-    array program and keeps the cell where the estimated growth changes sign, widened by half a grid
-    step on each side (a noisy sign near the root must not exclude it): the bracket shrinks 4x a round.
-    The last round fits the growth linearly in ``log eta`` over its grid and the previous round's and
-    returns the root, with the standard error propagated from the growth estimates.
+    Each round simulates ``grid`` learning rates (log-spaced inside the bracket) x ``seeds`` particles
+    (3 populations, :func:`sgd_growth`) in one array program and keeps the cell where the estimated
+    growth changes sign, widened by half a grid step on each side (a noisy sign near the root must
+    not exclude it): the bracket shrinks 4x a round. The last round fits the growth by a quadratic in
+    ``log eta`` over its grid and the previous round's (weights per round, not per point, so they
+    are not correlated with the estimates) and returns the root, with its standard error from the fit.
 
-    Returns ``(eta_hat, relative standard error, info)``; ``info["bias"]`` is the relative size of the
-    neglected third-cumulant term at the root.
+    Returns ``(eta_hat, relative standard error, info)``; ``info["bias"]`` is the pooled first
+    neglected term ``|k3|/6`` moved to the root through the fitted slope.
     """
     Xn = Backend.to_numpy(X)
     if Xn.ndim != 2:
@@ -428,45 +549,66 @@ def bisect_threshold(X: Any, B: int, sampling: str, backend: Backend, seed: int,
     hi = math.log(2.0 / np.linalg.eigvalsh(Xq.T @ Xq / N)[-1])
     lo0, hi0 = lo, hi
     steps = _steps(B, d, base_steps)
+    kept = []
     for k in range(rounds):
         u = np.linspace(lo, hi, grid + 2)[1:-1]
-        est, se, k3 = sgd_growth(Xn, B, np.exp(u), seeds, steps, sampling, backend, seed + 7919 * k, precond,
-                                 return_k3=True)
-        if k == rounds - 2:
-            prev = (u, est, se, k3)
+        last = k >= rounds - 2          # the rounds that enter the fit; the others only choose a bracket
+        Z = sgd_growth(Xn, B, np.exp(u), seeds if last else max(6, seeds // 2), steps, sampling, backend,
+                       seed + 7919 * k, precond, return_populations=True)
+        est, cov_e, k3 = _round_estimates(u, Z, smooth=last)
+        kept = (kept + [(u, est, cov_e, k3)])[-2:]
         if k < rounds - 1:
             # the cell where the growth changes sign: the split j (first divergent point) that the
             # z-scores of the estimates contradict least, so that one noisy point cannot mislead
-            zsc = est / np.maximum(se, 1e-12)
+            zsc = est / np.maximum(np.sqrt(np.diag(cov_e)), 1e-12)
             score = [np.sum(np.maximum(zsc[:j], 0)) + np.sum(np.maximum(-zsc[j:], 0)) for j in range(grid + 1)]
             j = int(np.argmin(score))
             half = 0.5 * (u[1] - u[0])
             cell_lo = u[j - 1] if j > 0 else lo
             cell_hi = u[j] if j < grid else hi
             lo, hi = max(lo0, cell_lo - half), min(hi0, cell_hi + half)
-        else:
-            # fit on this round's points and the previous round's (4x wider): the narrow last grid
-            # pins the root, the wider one fixes the slope when the growth is noisy
-            if rounds > 1:
-                u, est, se, k3 = (np.concatenate([a, b]) for a, b in zip(prev, (u, est, se, k3)))
-            w = 1.0 / np.maximum(se, 1e-12) ** 2
-            A = np.stack([np.ones_like(u), u - u.mean()], axis=1)
-            cov = np.linalg.inv(A.T @ (A * w[:, None]))
-            a, b = cov @ (A.T @ (w * est))
-            if b <= 0:
-                return math.exp(0.5 * (lo + hi)), 0.5 * (hi - lo), {"steps": steps, "fit_failed": True,
-                                                                    "bias": 0.5 * (hi - lo)}
-            root = u.mean() - a / b
-            # delta method for -a/b
-            gvec = np.array([-1.0 / b, a / b**2])
-            se_root = float(math.sqrt(gvec @ cov @ gvec))
-            root = float(np.clip(root, lo, hi))
-            # truncation bias of the log-normal estimate, pooled over the grid (median |k3/6|),
-            # moved to the root through the fitted slope; relative, like se_root (u = log eta)
-            bias = float(np.median(np.abs(k3)) / b)
-            return math.exp(root), se_root, {"steps": steps, "bracket": [math.exp(lo), math.exp(hi)],
-                                             "bias": bias}
-    raise AssertionError("unreachable")
+    # fit on this round's points and the previous round's (4x wider): the narrow last grid pins the
+    # root, the wider one fixes the slope when the growth is noisy. The growth is convex in log eta
+    # (its variance term grows with eta), so the fit is quadratic. The weights are one per round
+    # (the mean noise variance of its points), not per point, so that they are not correlated with
+    # the estimates (per-point weights 1/se^2 favoured the points whose sample variance, and with it
+    # the estimate, came out low: a +0.2 .. +0.5% root shift); the standard error propagates the
+    # whole noise covariance through the fit (a sandwich).
+    uu = np.concatenate([r[0] for r in kept])
+    ee = np.concatenate([r[1] for r in kept])
+    C = np.zeros((uu.size, uu.size))
+    w = np.empty(uu.size)
+    i = 0
+    for r in kept:
+        n = r[0].size
+        C[i:i + n, i:i + n] = r[2]
+        w[i:i + n] = 1.0 / max(float(np.mean(np.diag(r[2]))), 1e-24)
+        i += n
+    x = uu - uu.mean()
+    A = np.stack([np.ones_like(x), x, x * x], axis=1)
+    bread = np.linalg.inv(A.T @ (A * w[:, None]))
+    L = bread @ (A.T * w[None, :])                 # coefficients = L @ estimates
+    a, b, c = L @ ee
+    cov = L @ C @ L.T
+    disc = b * b - 4 * a * c
+    if b <= 0 or disc < 0:
+        return math.exp(0.5 * (lo + hi)), 0.5 * (hi - lo), {"steps": steps, "fit_failed": True,
+                                                            "bias": 0.5 * (hi - lo)}
+    # the root where the growth increases (b + 2 c x > 0), written stably for small c
+    r0 = -2 * a / (b + math.sqrt(disc))
+    slope = b + 2 * c * r0
+    gvec = np.array([-1.0, -r0, -r0 * r0]) / slope          # delta method for the root
+    # the noise model (sample variances of 3 populations, smoothed) can understate the scatter: scale
+    # the standard error by the Birge ratio sqrt(chi^2/dof) of the fit's residuals when it exceeds 1
+    resid = ee - A @ np.array([a, b, c])
+    birge = math.sqrt(max(1.0, float(resid @ np.linalg.solve(C, resid)) / (uu.size - 3)))
+    se_root = float(math.sqrt(gvec @ cov @ gvec)) * birge
+    # clipped to the fitted points' range, not to the last bracket, which the root may leave by a
+    # fraction of a step (the bracket is a cell of a fixed lattice widened by half a step)
+    root = float(np.clip(uu.mean() + r0, uu.min(), uu.max()))
+    bias = abs(kept[-1][3]) / slope
+    return math.exp(root), se_root, {"steps": steps, "bracket": [math.exp(lo), math.exp(hi)], "bias": float(bias),
+                                     "birge_ratio": birge}
 
 
 def estimate_preconditioner(X: Any, r: Any, B: int, sampling: str, backend: Backend, seed: int,
@@ -503,17 +645,31 @@ def max_relative_error(predicted: Any, measured: Any) -> float:
 # --------------------------------------------------------------------------------------------
 # Claims
 
-_Z = 3.0
+#: Family-wise false-failure rate of the per-entry claims: each of K entries is allowed z_K standard
+#: errors, z_K the normal quantile at ALPHA/(2K) (Bonferroni): 3.72 for 5 entries, 3.84 for 8.
+ALPHA = 1e-3
+
+
+def _z(K: int) -> float:
+    return float(_sps.norm.ppf(1.0 - ALPHA / (2 * K)))
+
+
+_Z = 3.0  # the paired "exceeds" check of batch_hessian_extremes (one-sided 0.13% per batch size)
+# Size limits: the exact thresholds work on the d^2-dimensional second-moment operator (a product
+# costs N d^2), and the simulators hold (runs x batch x d) arrays; past these the claims would run
+# for hours or exhaust memory rather than fail.
+_MAX_D, _MAX_N, _MAX_RUNS = 256, 20000, 512
 
 
 @dataclass(frozen=True)
 class BatchHessianParams(Params):
     ell: float = param(4.0, low=0, low_open=True, domain=(0.5, 8.0), doc="population spike ell of the Hessian")
-    d: int = param(100, low=2, integer=True, domain=(60, 120), doc="number of parameters d")
-    N: int = param(800, low=4, integer=True, domain=(400, 1200), doc="number of examples N")
+    d: int = param(100, low=2, high=2000, integer=True, domain=(60, 120), doc="number of parameters d")
+    N: int = param(800, low=4, high=_MAX_N, integer=True, domain=(400, 1200), doc="number of examples N")
     sampling: str = param("without", choices=SAMPLING, domain=("without",),
                           doc="batches drawn without (asserted) or with replacement (not asserted: see statement)")
-    replicates: int = param(48, low=2, integer=True, domain=(32, 48), doc="independent datasets and batches")
+    replicates: int = param(48, low=2, high=_MAX_RUNS, integer=True, domain=(32, 48),
+                            doc="independent datasets and batches")
 
     def check(self) -> None:
         for B in _hessian_grid(self.N):
@@ -526,6 +682,10 @@ class BatchHessianParams(Params):
                     f"ell={self.ell!r} is inside the BBP critical window at B={B} "
                     f"(|(ell - 1)/sqrt(d/B) - 1| < {w:.3g}): "
                     "the claim is asserted outside it")
+        nbytes = 8.0 * self.replicates * self.N * self.d * 2
+        if nbytes > 2 * 2**30:
+            raise ValueError(f"replicates={self.replicates} datasets of N={self.N} x d={self.d} need "
+                             f"{nbytes / 2**30:.1f} GiB: at most 2 GiB; lower N, d or replicates")
 
 
 def _hessian_grid(N: int) -> list[int]:
@@ -552,48 +712,74 @@ def _measure_batch_hessian(p: BatchHessianParams, backend: Backend, seed: int) -
         tops.append(float(m))
         ses.append(float(se))
         diffs.append(mean_sem(lam - full))       # paired with the same dataset's full Hessian
-    tops_a = np.array(tops)
-    # "exceeds": significantly above the full Hessian's top at the smallest B (3 standard errors of the
-    # paired difference), and never significantly below it at any B < N
-    checks = {"batch_top_exceeds_full_top_at_smallest_B": bool(diffs[0][0] > _Z * diffs[0][1]),
-              "batch_top_never_significantly_below_full_top": all(
-                  bool(dm > -_Z * ds) for (dm, ds), B in zip(diffs, Bs) if B < p.N)}
+    # the paired difference with the same dataset's full-Hessian top: significantly positive (3 of its
+    # standard errors) at B = N/16 and N/8; at N/4 and N/2 the expected gap (for an outlier about
+    # ell (d/B - d/N)/(ell - 1)) is within the replicate noise for large ell (measured: 0.1-1.9 standard
+    # errors at N/2, 3.0 at N/4 for ell = 7.4, d = 60), so there it is only required not to be
+    # significantly negative
+    z = [dm / ds for dm, ds in diffs]
+    checks = {"batch_top_exceeds_full_top_at_N_over_16_and_8": bool(min(z[:2]) > _Z),
+              "batch_top_not_below_full_top_at_N_over_4_and_2": bool(min(z[2:4]) > -_Z)}
     return Measurement(value=tops, stderr=ses, checks=checks,
                        info={"B": Bs, "full_hessian_top": float(full.mean()),
-                             "rmt_lr": list(2.0 / tops_a)})
+                             "paired_difference_over_se": [float(x) for x in z],
+                             "rmt_lr": list(2.0 / np.array(tops))})
 
 
 def _tol_batch_hessian(p: BatchHessianParams, m: Measurement, be: Backend) -> Tolerance:
     rel = []
     for B, v, se in zip(_hessian_grid(p.N), m.value, m.stderr):
-        edge = (1 + math.sqrt(p.d / B)) ** 2
-        tw = tracy_widom_scale_covariance(min(p.d, B), max(p.d, B)) * max(p.d, B) / B
-        bias = abs(TW1_MEAN) * tw * max(1.0, v / edge)
-        rel.append((_Z * se + bias) / v)
-    return Tolerance(float(max(rel)), "max over B of (3 standard errors + |E TW1| x Tracy-Widom scale (Johnstone "
-                     "2001) x outlier/edge) / value: replicate noise plus the finite-size edge bias")
+        # the larger of the two finite-size biases, so that the allowance needs no knowledge of which
+        # side of the transition B is on: at the edge, Johnstone's centring shift plus |E TW1| times his
+        # Tracy-Widom scale of the batch (at ratio d/B); for an outlier an O(1/B) offset allowed
+        # (measured value)/B
+        # (for B < d the nonzero spectrum is that of the B x B Gram matrix, d/B times a covariance of
+        # B variables from d samples: Johnstone's (p, n) = (min, max), rescaled by max/B)
+        q, n = min(p.d, B), max(p.d, B)
+        shift = (1.0 + 2.0 * math.sqrt(q) * (math.sqrt(n) - math.sqrt(n - 1))) / n
+        edge = (abs(TW1_MEAN) * tracy_widom_scale_covariance(q, n) + shift) * n / B
+        rel.append((_z(len(m.value)) * se + max(edge, v / B)) / v)
+    return Tolerance(np.array(rel), f"per B, relative: z = {_z(len(m.value)):.2f} standard errors of the replicate "
+                     f"mean (Bonferroni, family-wise {ALPHA:g}) plus the larger finite-size bias: at the edge "
+                     "Johnstone's (2001) centring shift plus |E TW1| x his Tracy-Widom scale, for an outlier "
+                     "(measured value)/B")
+
+
+def _bh_mutant(p: BatchHessianParams, fn) -> list[float]:
+    return [fn(p.ell, p.d / B) for B in _hessian_grid(p.N)]
 
 
 register(Claim(
     id="scaling.batch_hessian_extremes",
-    statement=("For least squares on Gaussian features with population Hessian diag(ell, 1, ..., 1), the top "
-               "eigenvalue of the batch Hessian H_B (B = N/16 .. N examples drawn with or without "
-               "replacement) follows the spiked generalized Marchenko-Pastur outlier at ratio d/B "
-               "(without replacement: ell (1 + (d/B)/(ell - 1)), or the edge (1 + sqrt(d/B))^2 below the BBP "
-               "transition), and exceeds the full Hessian's top eigenvalue for every B < N. Asserted for "
-               "sampling without replacement; with replacement the generalized-MP limit with Binomial(B, 1/N) "
-               "multiplicities overestimates the top eigenvalue at these sizes (by 10-40% for ell < 1 + "
-               "sqrt(d/B)): the O(1) duplicated examples act as separate rank-one spikes, not as bulk."),
+    statement=("For least squares on Gaussian features with population Hessian diag(ell, 1, ..., 1), the mean top "
+               "eigenvalue of the batch Hessian H_B (B = N/16, N/8, N/4, N/2, N examples drawn with or without "
+               "replacement) follows the spiked generalized Marchenko-Pastur outlier at ratio d/B (without "
+               "replacement: ell (1 + (d/B)/(ell - 1)), or the edge (1 + sqrt(d/B))^2 below the BBP "
+               "transition), each B within its own allowance; it exceeds the full Hessian's top eigenvalue at "
+               "B = N/16 and N/8 (paired over datasets, by more than 3 standard errors) and is not significantly "
+               "below it at N/4 and N/2, where the expected gap is within the replicate noise for large ell (the "
+               "statement 'exceeds for every B < N' holds in expectation but is not resolved there). Asserted "
+               "for sampling without replacement; with replacement the generalized-MP limit with "
+               "Binomial(B, 1/N) multiplicities overestimates the top eigenvalue at these sizes (by 10-40% for "
+               "ell < 1 + sqrt(d/B)): the O(1) duplicated examples act as separate rank-one spikes, not as bulk."),
     reference=("Granziol, Zohren, Roberts 2022 (arXiv 2006.09092), Sec. 3-4; outlier equation from "
                "Benaych-Georges and Nadakuditi 2011 (arXiv 0910.2120) with the Silverstein-Bai 1995 bulk; "
                "with-replacement multiplicities derived here"),
     params=BatchHessianParams,
     predicted=lambda p: [batch_hessian_top(p.ell, p.d, p.N, B, p.sampling) for B in _hessian_grid(p.N)],
     measured=_measure_batch_hessian,
-    error=max_relative_error,
+    error=relative_errors,
     tolerance=_tol_batch_hessian,
-    sweep="ell", sweep_values=(0.5, 4.0, 6.0),
+    sweep="ell", sweep_values=(0.5, 2.0, 4.0, 6.0),
     summary=lambda v: v[0], summary_label="lambda_max(H_B) at B = N/16",
+    mutants={
+        "Wigner approximation (edge 1 + 2 sqrt(d/B), outlier ell + (d/B)/(ell - 1))":
+            lambda p: _bh_mutant(p, wigner_approximation_top),
+        "ratio B/d for d/B": lambda p: [bbp_covariance_outlier(p.ell, B / p.d) for B in _hessian_grid(p.N)],
+        "top singular value of X_b/sqrt(B) for the top eigenvalue":
+            lambda p: [math.sqrt(v) for v in _bh_mutant(p, bbp_covariance_outlier)],
+    },
+    closed_forms=("batch_hessian_top",),
 ))
 
 # --- SGD: linear rule ---------------------------------------------------------------------------
@@ -601,15 +787,23 @@ register(Claim(
 _SGD_GRID = (1, 2, 4, 16, 64, 128)
 
 
+def _d_field(default: int = 32):
+    return param(default, low=2, high=_MAX_D, integer=True, domain=(24, 40), doc="number of parameters d")
+
+
+def _runs_field(doc: str):
+    return param(48, low=6, high=_MAX_RUNS, integer=True, domain=(48, 60), doc=doc)
+
+
 @dataclass(frozen=True)
 class SGDLinearParams(Params):
-    d: int = param(32, low=2, integer=True, domain=(24, 40), doc="number of parameters d")
-    N: int = param(256, low=4, integer=True, domain=(256, 384), doc="number of examples N (>= 2 x 128)")
+    d: int = _d_field()
+    N: int = param(256, low=4, high=_MAX_N, integer=True, domain=(256, 384), doc="number of examples N (>= 2 x 128)")
     features: str = param("gaussian", choices=FEATURES, domain=("gaussian",),
                           doc="Gaussian inputs (asserted) or ReLU random features (noisier measurement)")
     sampling: str = param("with", choices=SAMPLING, doc="batches drawn with or without replacement")
     data_seed: int = param(0, low=0, integer=True, domain=(0, 1000), doc="seed of the dataset")
-    seeds: int = param(24, low=4, integer=True, domain=(24, 32), doc="SGD runs per learning rate")
+    seeds: int = _runs_field("SGD runs per learning rate (3 populations of seeds // 3 particles)")
 
     def check(self) -> None:
         if self.N < 2 * max(_SGD_GRID) or self.N <= self.d:
@@ -617,7 +811,7 @@ class SGDLinearParams(Params):
 
 
 def _sgd_data(p) -> tuple[np.ndarray, np.ndarray]:
-    return dataset(p.N, p.d, features=p.features, noise=1.0, seed=p.data_seed)
+    return dataset(p.N, p.d, features=p.features, noise=1.0, seed=p.data_seed, kappa=getattr(p, "kappa", 1.0))
 
 
 def _linear_fit_range(Bs) -> list[int]:
@@ -631,12 +825,16 @@ def _summarise(Bs, etas, N, sampling) -> tuple[float, float, float]:
     return fit.slope, fit.stderr, bstar
 
 
+def _sgd_vector(p, etas) -> list[float]:
+    """``[eta(B)..., exponent over B <= 4, B*]`` from thresholds on the claim's grid."""
+    Bs = list(_SGD_GRID)
+    slope, _, bstar = _summarise(Bs, list(etas), p.N, p.sampling)
+    return list(etas) + [slope, bstar]
+
+
 def _predict_sgd(p: SGDLinearParams) -> list[float]:
     X, _ = _sgd_data(p)
-    Bs = list(_SGD_GRID)
-    etas = [ms_threshold(X, b, p.sampling) for b in Bs]
-    slope, _, bstar = _summarise(Bs, etas, p.N, p.sampling)
-    return etas + [slope, bstar]
+    return _sgd_vector(p, [ms_threshold(X, b, p.sampling) for b in _SGD_GRID])
 
 
 def _loglog_slopes(x, Y: np.ndarray) -> np.ndarray:
@@ -659,15 +857,6 @@ def _propagate(Bs, etas, rel_se, N, sampling, rng) -> tuple[float, float]:
     return float(slopes.std()), float((beta / alpha).std())
 
 
-# Systematic offset of the measured SGD threshold that the growth-rate estimate leaves after its
-# k3/6 term: averaged over 6 seeds (numpy, d = 32) it is +0.17 +- 0.06 % at B = 2 and +0.58 +- 0.05 %
-# at B = 4 (4x longer runs: +0.34 +- 0.06 %). Solving the exact second-moment recursion over the same
-# run length moves the root by ~1e-6, so it is not a start-up transient; it comes from the estimator
-# (log-normal estimate from `seeds` runs, ratio of norms), whose exact source is not established.
-# 1 % bounds the largest measured offset by more than 8 of its standard errors.
-_SGD_ESTIMATOR_BIAS = 0.01
-
-
 def _measure_sgd(p: SGDLinearParams, backend: Backend, seed: int) -> Measurement:
     X, _ = _sgd_data(p)
     Bs = list(_SGD_GRID)
@@ -676,7 +865,7 @@ def _measure_sgd(p: SGDLinearParams, backend: Backend, seed: int) -> Measurement
         eta, rel, inf = bisect_threshold(X, b, p.sampling, backend, seed + 1000 * k, seeds=p.seeds)
         etas.append(eta)
         rels.append(rel)
-        bias.append(inf["bias"] + _SGD_ESTIMATOR_BIAS)
+        bias.append(inf["bias"])
         failed.append(bool(inf.get("fit_failed", False)))
     slope, _, bstar = _summarise(Bs, etas, p.N, p.sampling)
     # exponent and B* inherit the thresholds' errors: resample them within standard error + bias
@@ -687,60 +876,61 @@ def _measure_sgd(p: SGDLinearParams, backend: Backend, seed: int) -> Measurement
     # that is no measurement of the threshold, so the claim must fail rather than pass on it
     return Measurement(value=etas + [slope, bstar], stderr=rels + [se_slope / abs(slope), se_bstar / bstar],
                        checks={"bisection_fit_ok": not any(failed)},
-                       info={"fit_failed_at_B": [b for b, f in zip(Bs, failed) if f], "B": Bs, "rmt_lr_2_over_mean_lambda_max_HB": rmt_lr,
+                       info={"fit_failed_at_B": [b for b, f in zip(Bs, failed) if f], "B": Bs,
+                             "rmt_lr_2_over_mean_lambda_max_HB": rmt_lr,
                              "asymptotic_exponent": 1.0, "bias": bias + [0.0, 0.0]})
 
 
-def _tol_per_entry(predict):
-    """Tolerance of a claim whose entries have their own allowances ``z se_k + bias_k`` (relative).
+def _tol_per_entry(p, m: Measurement, be: Backend) -> Tolerance:
+    """Each entry ``k`` within its own relative allowance ``3 se_k + bias_k`` (the engine's per-entry
+    tolerance, with ``error=relative_errors``)."""
+    se = np.asarray(m.stderr, dtype=float)
+    bias = np.asarray(m.info.get("bias", [0.0] * len(se)), dtype=float)
+    z = _z(se.size)
+    return Tolerance(z * se + bias,
+                     f"per entry, relative: z = {z:.2f} standard errors (Bonferroni over the {se.size} entries, "
+                     f"family-wise {ALPHA:g}) + bias_k. Standard errors: the bisection's root fit (quadratic in "
+                     "log eta over its last two grids, noise of the population-dynamics growth estimates "
+                     "propagated, scaled up by the fit's Birge ratio), exponent and B* propagated from the "
+                     "thresholds; bias_k: the first "
+                     "neglected term |k3|/6 of the populations' log-normal estimate, moved to the root (module "
+                     "comment 'The estimator'; the old estimator's +0.58% offset is fixed there, not allowed)")
 
-    The engine compares one scalar error with one tolerance; with the loosest entry's allowance as
-    that tolerance, a precise entry could be 10-30x off and pass. So every entry is also compared
-    with its own allowance: ``error_k / allowance_k`` goes to ``info["error_over_allowance"]`` and
-    the check ``every_entry_within_its_allowance`` (binding: the verdict fails if any entry exceeds
-    its own allowance). ``predict`` is the claim's closed form, evaluated here, not in the simulation.
-    """
 
-    def tol(p, m: Measurement, be: Backend) -> Tolerance:
-        se = np.asarray(m.stderr, dtype=float)
-        bias = np.asarray(m.info.get("bias", [0.0] * len(se)), dtype=float)
-        allow = _Z * se + bias
-        pred = np.asarray(predict(p), dtype=float)
-        rel = np.abs(np.asarray(m.value, dtype=float) - pred) / np.abs(pred)
-        ratio = rel / allow
-        m.info["allowance"] = allow.tolist()
-        m.info["error_over_allowance"] = ratio.tolist()
-        m.checks["every_entry_within_its_allowance"] = bool(np.all(ratio <= 1.0))
-        return Tolerance(float(allow.max()),
-                         "scalar: the loosest entry's allowance; binding: each entry k within its own allowance "
-                         "3 relative standard errors + bias_k (check every_entry_within_its_allowance; ratios in "
-                         "info.error_over_allowance). Standard errors: seed noise of the growth fit in the last "
-                         "bisection round (exponent and B* propagated); bias: the log-normal truncation term "
-                         "|k3|/6 of the growth estimate, measured from the runs (SGD: plus a 1% bound on the "
-                         "estimator's measured systematic offset, up to +0.58% at B = 4; see _SGD_ESTIMATOR_BIAS)")
-
-    return tol
+def _linear_rule(p, etas_at_1: float, power: float) -> list[float]:
+    return [etas_at_1 * b**power for b in _SGD_GRID]
 
 
 register(Claim(
     id="scaling.sgd_linear",
     statement=("The largest mean-square-stable learning rate of minibatch SGD on least squares (batches "
                "from N >= 256 examples) equals the exact threshold 1/lambda_max(A^{-1/2} Q A^{-1/2}) of the "
-               "second-moment recursion (B = 1 .. 128): it grows linearly in B below the critical batch size "
-               "B* (fitted "
-               "log-log exponent over B <= 4, -> 1 as B/B* -> 0; B* = d + 1 for isotropic Gaussian data "
-               "as N -> inf) and flattens above it; predicted/measured = [eta*(B)..., exponent, B*]. Asserted for "
-               "Gaussian features; for ReLU random features the closed form is still exact but the SGD "
-               "measurement (log-normal estimate of the mean square) is off by up to ~10%."),
+               "second-moment recursion (B = 1, 2, 4, 16, 64, 128): it grows linearly in B below the critical "
+               "batch size B* (fitted log-log exponent over B <= 4, -> 1 as B/B* -> 0; B* = d + 1 for isotropic "
+               "Gaussian data as N -> inf) and flattens above it; predicted/measured = [eta*(B)..., exponent, "
+               "B*], each entry within its own allowance. Measured by population dynamics (resampled SGD runs), "
+               "an estimate of the mean-square growth whose bias falls as 1/R^2 in the population size (over 32 "
+               "seeds at d = 32: +0.01 +- 0.03% at B <= 4, +0.13 +- 0.05% at B = 16, +0.23 +- 0.06% at B = 64, "
+               "below one standard error of a run). Asserted for Gaussian features; for ReLU random features "
+               "the closed form is still exact but the measurement is noisier."),
     reference=("derived here (mean-square linear stability of SGD); Granziol, Zohren, Roberts 2022 "
-               "(arXiv 2006.09092) for the linear rule; Ma, Bassily, Belkin 2018 (arXiv 1712.06559)"),
+               "(arXiv 2006.09092) for the linear rule; Ma, Bassily, Belkin 2018 (arXiv 1712.06559); population "
+               "dynamics: Del Moral 2004 (Feynman-Kac formulae), Giardina, Kurchan, Peliti 2006 (PRL 96, 120603)"),
     params=SGDLinearParams,
     predicted=_predict_sgd,
     measured=_measure_sgd,
-    error=max_relative_error,
-    tolerance=_tol_per_entry(_predict_sgd),
+    error=relative_errors,
+    tolerance=_tol_per_entry,
     sweep="d", sweep_values=(24, 32, 40),
     summary=lambda v: v[-1], summary_label="critical batch size B*",
+    mutants={
+        "linear rule past B* (eta*(1) B)": lambda p: _sgd_vector(p, _linear_rule(p, _predict_sgd(p)[0], 1.0)),
+        "per-batch random-matrix rule 2/E lambda_max(H_B)": lambda p: _sgd_vector(
+            p, [rmt_threshold(1.0, p.d, p.N, b, p.sampling) for b in _SGD_GRID]),
+        "full-batch GD threshold 2/lambda_max(H) at every B": lambda p: _sgd_vector(
+            p, [2.0 / float(np.linalg.eigvalsh(full_hessian(_sgd_data(p)[0]))[-1])] * len(_SGD_GRID)),
+    },
+    closed_forms=("ms_threshold",),
 ))
 
 # --- Adam: square-root rule ---------------------------------------------------------------------
@@ -750,24 +940,38 @@ _ADAM_GRID = (1, 2, 4, 16, 64)
 
 @dataclass(frozen=True)
 class AdamSqrtParams(Params):
-    d: int = param(32, low=2, integer=True, domain=(24, 40), doc="number of parameters d")
-    N: int = param(256, low=4, integer=True, domain=(256, 384), doc="number of examples N (>= 256)")
+    d: int = _d_field()
+    N: int = param(256, low=4, high=_MAX_N, integer=True, domain=(256, 384), doc="number of examples N (>= 256)")
+    kappa: float = param(8.0, low=1, domain=(4.0, 16.0), log=True,
+                         doc="anisotropy kappa: feature standard deviations log-spaced over a ratio kappa, so the "
+                             "gradient noise V (and the preconditioner V^(-1/4)) is far from isotropic")
     features: str = param("gaussian", choices=FEATURES, domain=("gaussian",),
                           doc="Gaussian inputs (asserted) or ReLU random features (noisier measurement)")
     sampling: str = param("with", choices=SAMPLING, doc="batches drawn with or without replacement")
     data_seed: int = param(0, low=0, integer=True, domain=(0, 1000), doc="seed of the dataset")
-    seeds: int = param(24, low=4, integer=True, domain=(24, 32), doc="runs per learning rate")
+    seeds: int = _runs_field("runs per learning rate (3 populations of seeds // 3 particles)")
 
     def check(self) -> None:
         if self.N < 256 or self.N <= self.d:
             raise ValueError(f"N={self.N!r} is out of range: N must be >= 256 and > d={self.d}")
 
 
+def _adam_vector(etas) -> list[float]:
+    fit = loglog_slope(_ADAM_GRID[:3], list(etas)[:3])
+    return list(etas) + [fit.slope]
+
+
 def _predict_adam(p: AdamSqrtParams) -> list[float]:
     X, r = _sgd_data(p)
-    etas = [adam_threshold(X, r, b, p.sampling) for b in _ADAM_GRID]
-    fit = loglog_slope(_ADAM_GRID[:3], etas[:3])
-    return etas + [fit.slope]
+    return _adam_vector([adam_threshold(X, r, b, p.sampling) for b in _ADAM_GRID])
+
+
+def _isotropic_preconditioner_mutant(p: AdamSqrtParams) -> list[float]:
+    """Adam read as SGD with the scalar step eta / sqrt(c_B mean(V)): no V^(-1/4) on the features."""
+    X, r = _sgd_data(p)
+    vbar = float(np.mean(gradient_noise(X, r)))
+    return _adam_vector([math.sqrt(batch_noise_factor(b, p.N, p.sampling) * vbar) * ms_threshold(X, b, p.sampling)
+                         for b in _ADAM_GRID])
 
 
 def _measure_adam(p: AdamSqrtParams, backend: Backend, seed: int) -> Measurement:
@@ -791,25 +995,34 @@ def _measure_adam(p: AdamSqrtParams, backend: Backend, seed: int) -> Measurement
     return Measurement(value=etas + [fit.slope],
                        stderr=errs + [se_slope / abs(fit.slope)],
                        checks={"bisection_fit_ok": not any(failed)},
-                       info={"fit_failed_at_B": [b for b, f in zip(_ADAM_GRID, failed) if f], "B": list(_ADAM_GRID), "asymptotic_exponent": 0.5, "bias": bias + [0.0]})
+                       info={"fit_failed_at_B": [b for b, f in zip(_ADAM_GRID, failed) if f], "B": list(_ADAM_GRID),
+                             "asymptotic_exponent": 0.5, "bias": bias + [0.0]})
 
 
 register(Claim(
     id="scaling.adam_sqrt",
     statement=("For Adam-style updates e <- e - eta diag(sqrt(E g_B^2))^{-1} g_B at the least-squares minimiser "
                "(preconditioner from the gradient second moment at batch size B, beta2 -> 1, eps = 0, no "
-               "momentum), the largest mean-square-stable eta is sqrt(c_B) eta*_SGD(V^{-1/4} X, B): it grows "
-               "as sqrt(B) (fitted exponent over B <= 4, -> 0.5 as B/B* -> 0) below B*, but falls as "
-               "1/sqrt(B) above B* because the noise preconditioner keeps shrinking: the square-root rule "
-               "holds only for B << B*; predicted/measured = [eta*(B)..., exponent]. Asserted for Gaussian "
-               "features (ReLU random features: exact closed form, noisier measurement)."),
+               "momentum) on anisotropic features (standard deviations spread over a ratio kappa, so the noise "
+               "V is far from isotropic), the largest mean-square-stable eta is sqrt(c_B) eta*_SGD(V^{-1/4} X, B) "
+               "(B = 1, 2, 4, 16, 64): it grows as sqrt(B) (fitted exponent over B <= 4, -> 0.5 as B/B* -> 0) "
+               "below B*, but falls as 1/sqrt(B) above B* because the noise preconditioner keeps shrinking: the "
+               "square-root rule holds only for B << B*; predicted/measured = [eta*(B)..., exponent], each "
+               "entry within its own allowance. Asserted for Gaussian features (ReLU random features: exact "
+               "closed form, noisier measurement)."),
     reference=("derived here; the square-root rule is Granziol, Zohren, Roberts 2022 (arXiv 2006.09092), "
                "Sec. 5; Adam: Kingma and Ba 2015 (arXiv 1412.6980)"),
     params=AdamSqrtParams,
     predicted=_predict_adam,
     measured=_measure_adam,
-    error=max_relative_error,
-    tolerance=_tol_per_entry(_predict_adam),
-    sweep="d", sweep_values=(24, 32, 40),
+    error=relative_errors,
+    tolerance=_tol_per_entry,
+    sweep="kappa", sweep_values=(4.0, 8.0, 16.0),
     summary=lambda v: v[-1], summary_label="fitted exponent (B <= 4)",
+    mutants={
+        "isotropic preconditioner sqrt(c_B mean V) (no V^(-1/4) on the features)": _isotropic_preconditioner_mutant,
+        "square-root rule past B* (eta*(1) sqrt(B))":
+            lambda p: _adam_vector([_predict_adam(p)[0] * math.sqrt(b) for b in _ADAM_GRID]),
+    },
+    closed_forms=("adam_threshold", "ms_threshold", "gradient_noise"),
 ))

@@ -342,7 +342,10 @@ def _eta_field(default: float = 0.1):
 
 
 def _beta_field(name: str, default: float):
-    return param(default, low=0, high=1, high_open=True, domain=(0.0, 0.9), doc=f"momentum {name}")
+    # the domain starts at 0.01: at beta = 0 every momentum formula (right or wrong) reduces to the GD
+    # threshold 2/eta, which stability.gd_threshold asserts; from 0.01 the mutants differ by >= 0.5%
+    return param(default, low=0, high=1, high_open=True, domain=(0.01, 0.9),
+                 doc=f"momentum {name} (domain from 0.01: at 0 the method is GD)")
 
 
 @dataclass(frozen=True)
@@ -403,6 +406,9 @@ register(Claim(
     measured=_threshold_measure("gd"),
     tolerance=_threshold_tolerance,
     sweep="eta", sweep_values=(0.01, 0.1, 1.0),
+    mutants={"2.2/eta": lambda p: 2.2 / p.eta, "1.8/eta": lambda p: 1.8 / p.eta,
+             "1/eta (the no-overshoot bound eta lambda < 1)": lambda p: 1.0 / p.eta},
+    closed_forms=("gd_threshold", "threshold"),
 ))
 
 register(Claim(
@@ -414,6 +420,10 @@ register(Claim(
     measured=_threshold_measure("heavy_ball"),
     tolerance=_threshold_tolerance,
     sweep="beta", sweep_values=(0.0, 0.5, 0.9),
+    mutants={"(2 + beta)/eta": lambda p: (2 + p.beta) / p.eta,
+             "2/eta (momentum does not move the threshold)": lambda p: 2 / p.eta,
+             "2 (1 - beta)/eta (the effective step eta/(1 - beta) at 2/lambda)": lambda p: 2 * (1 - p.beta) / p.eta},
+    closed_forms=("heavy_ball_threshold", "threshold"),
 ))
 
 register(Claim(
@@ -426,6 +436,9 @@ register(Claim(
     measured=_threshold_measure("nesterov"),
     tolerance=_threshold_tolerance,
     sweep="beta", sweep_values=(0.0, 0.5, 0.9),
+    mutants={"heavy ball's (2 + 2 beta)/eta (look-ahead ignored)": lambda p: (2 + 2 * p.beta) / p.eta,
+             "2/eta (momentum does not move the threshold)": lambda p: 2 / p.eta},
+    closed_forms=("nesterov_threshold", "threshold"),
 ))
 
 register(Claim(
@@ -438,6 +451,9 @@ register(Claim(
     measured=_threshold_measure("adam"),
     tolerance=_threshold_tolerance,
     sweep="beta1", sweep_values=(0.0, 0.5, 0.9),
+    mutants={"2/((1 - beta1) eta) (no 1 + beta1)": lambda p: 2 / ((1 - p.beta1) * p.eta),
+             "(2 + 2 beta1)/eta (no 1/(1 - beta1) of the EMA)": lambda p: (2 + 2 * p.beta1) / p.eta},
+    closed_forms=("adam_threshold", "threshold"),
 ))
 
 
