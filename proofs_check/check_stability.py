@@ -192,3 +192,8 @@ def check_adaptive_edge_is_the_frozen_adam_exit_at_beta1_09():
     f = sp.lambdify((eta,), lam_star)
     for e in (0.01, 0.015, 0.02):
         np.testing.assert_allclose(claim.predicted(claim.make_params(eta=e)), f(e), rtol=1e-13)
+        # the claim measures the level at which the loss turns from decay to growth (spike onsets): the
+        # frozen-P recurrence's growth rate log(spectral radius) changes sign exactly there
+        lam_c = float(f(e))
+        assert _numeric_spectral_radius("adam", e, 0.9, lam_c * (1 - 1e-6)) < 1
+        assert _numeric_spectral_radius("adam", e, 0.9, lam_c * (1 + 1e-6)) > 1
