@@ -1081,6 +1081,7 @@ register(Claim(
     backends=("torch",),
     bound="upper",
     mutants={"2.2/eta": lambda p: [2.2 / p.eta] * 2, "3/eta": lambda p: [3.0 / p.eta] * 2,
+             "10/eta": lambda p: [10.0 / p.eta] * 2,
              "1.8/eta": lambda p: [1.8 / p.eta] * 2},
     closed_forms=("gd_threshold", "threshold"),
 ))
