@@ -21,7 +21,8 @@ import math
 import sys
 from typing import Any
 
-from .cli import UsageError
+from .cli import UsageError, _check_device
+from .cli import _parse_sets as _sets
 from .tools import sweep as sw
 
 INTERRUPTED = 130
@@ -91,25 +92,6 @@ def _claim(claim_id: str) -> Any:
     try:
         return get(claim_id)
     except UnknownClaimError as e:
-        raise UsageError(str(e)) from None
-
-
-def _sets(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE")
-        out[name.strip()] = value.strip()
-    return out
-
-
-def _check_device(backend: str, device: str) -> None:
-    from .backend import get_backend
-
-    try:
-        get_backend(backend, device)
-    except ValueError as e:
         raise UsageError(str(e)) from None
 
 
