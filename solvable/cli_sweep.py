@@ -65,17 +65,36 @@ def add_parsers(sub: Any) -> None:
     pe.add_argument("--format", choices=("csv", "parquet", "json"), default="csv")
     pe.add_argument("--output", default=None, metavar="PATH", help="file to write (default stdout; required for parquet)")
     pe.add_argument("--id", default=None, metavar="ID", help="only this claim's units")
+    for parser in (ps, pm, pe):
+        _say_defaults(parser)
 
 
 def add_falsify_args(pf: argparse.ArgumentParser) -> None:
     """Options of ``falsify --beyond`` (the wide search, every example checked and stored)."""
     pf.add_argument("--beyond", action="store_true",
-                    help="check every example over the whole valid range and report all counterexamples on a map")
-    pf.add_argument("--store", default=None, metavar="PATH", help="--beyond: store of the checked examples")
-    pf.add_argument("--figure", default=None, metavar="PATH", help="--beyond: figure of the examples")
-    pf.add_argument("--executor", choices=("local", "ray"), default="local")
-    pf.add_argument("--workers", type=int, default=None, metavar="N")
-    pf.add_argument("--address", default=None, metavar="ADDR")
+                    help="check every example over the whole valid range and report all counterexamples on a map "
+                         "(default: off)")
+    pf.add_argument("--store", default=None, metavar="PATH",
+                    help="--beyond: store of the checked examples (default: %(default)s, a temporary store)")
+    pf.add_argument("--figure", default=None, metavar="PATH",
+                    help="--beyond: figure of the examples (default: %(default)s, no figure)")
+    pf.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="--beyond: where the checks run (default: %(default)s)")
+    pf.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="--beyond: local worker processes or Ray CPUs (default: %(default)s, the CPUs)")
+    pf.add_argument("--address", default=None, metavar="ADDR",
+                    help="--beyond: Ray cluster HOST:PORT (default: %(default)s, a local instance)")
+
+
+def _say_defaults(p: argparse.ArgumentParser) -> None:
+    """Every option's help states its default (as the rest of the command line does)."""
+    for a in p._actions:
+        if not a.option_strings or isinstance(a, argparse._HelpAction) or a.help is argparse.SUPPRESS:
+            continue
+        if a.help is None:
+            a.help = "required (no default)" if a.required else "(default: %(default)s)"
+        elif "default" not in a.help:
+            a.help += " (required, no default)" if a.required else " (default: %(default)s)"
 
 
 COMMANDS = ("sweep", "map", "export")

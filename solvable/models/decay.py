@@ -477,7 +477,9 @@ def _adam_measure(p: AdamParams, be: Backend, seed: int) -> Measurement:
 
 
 def _adam_tolerance(p: AdamParams, m: Measurement, be: Backend) -> Tolerance:
-    # the runs converge linearly: the T/2 -> T change bounds the error left at T; runs from other
+    # the runs converge linearly, e_T = r e_{T/2} with r = rho^(T/2): the T/2 -> T change d = e_T (1/r - 1)
+    # bounds the error left at T by d r/(1 - r), which is <= 2 d while r <= 2/3 (one draw at T = 1706 had
+    # e_T = 1.65 d on the AdamW entry: d alone is not a bound); runs from other
     # starts share the limit, so their spread is the error too; plus round-off on float32
     # eps's bias at rest (AdamW half): m/(sqrt(v) + eps) = g/(|g| + eps) = -wd theta gives, inside the
     # box, |g| = eps wd|theta|/(1 - wd|theta|); on the face, 1/wd - |theta| = eps/(wd (|g| + eps)) <= eps/(wd |g|)
@@ -487,9 +489,10 @@ def _adam_tolerance(p: AdamParams, m: Measurement, be: Backend) -> Tolerance:
     g = np.abs(w - draw_theta_star(p.d, p.wd, p.theta_seed))
     r = np.minimum(p.wd * np.abs(w), 1 - 1e-12)
     bias = np.where(r < 0.9, eps * r / (1 - np.minimum(r, 0.9)), eps / (p.wd * np.maximum(g, eps)))
-    tol = (np.asarray(m.info["drift"]) + np.asarray(m.info["spread"]) + 2 * np.concatenate([np.zeros(p.d), bias])
+    tol = (2 * np.asarray(m.info["drift"]) + np.asarray(m.info["spread"]) + 2 * np.concatenate([np.zeros(p.d), bias])
            + be.roundoff(100) * np.maximum(np.abs(value), 1.0))
-    return Tolerance(tol, "convergence: the change of the batch mean from T/2 to T steps plus the spread over "
+    return Tolerance(tol, "convergence: twice the change of the batch mean from T/2 to T steps (the geometric tail "
+                          "while the contraction over T/2 steps is <= 2/3) plus the spread over "
                           "the batch of starts (both measured), plus twice eps's bias at AdamW's rest point "
                           "(derived from g/(|g| + eps) = -wd theta), plus 100-ulp round-off")
 

@@ -20,10 +20,8 @@ Symbols: ``n`` samples, ``d`` features, ``s`` support size, ``sigma`` noise scal
 magnitude, ``rate`` fraction pruned per round, ``draws`` independent datasets (the batch axis).
 
 References:
-  Frankle, Carbin, 2019. "The lottery ticket hypothesis: finding sparse, trainable neural networks."
-    ICLR, arXiv 1803.03635.
-  Frankle, Dziugaite, Roy, Carbin, 2020. "Linear mode connectivity and the lottery ticket
-    hypothesis." ICML, arXiv 1912.05635 (rewinding to an early step k).
+  Frankle, Carbin, 2019. "The lottery ticket hypothesis: finding sparse, trainable neural networks." ICLR, arXiv 1803.03635.
+  Frankle, Dziugaite, Roy, Carbin, 2020. "Linear mode connectivity and the lottery ticket hypothesis." ICML, arXiv 1912.05635 (rewinding to an early step k).
   Muirhead, 1982. "Aspects of multivariate statistical theory." Wiley, Thm 3.2.12 (inverse-Wishart mean).
 """
 

@@ -28,10 +28,8 @@ samples, dimension, teacher sparsity, ``c`` the largest relative change of a wei
 
 References:
   Woodworth et al., 2020. "Kernel and rich regimes in overparametrized models." COLT, arXiv 1906.05827.
-  Azulay, Moroshko, Nacson, Woodworth, Srebro, Globerson, Soudry, 2021. "On the implicit bias of
-    initialization shape: beyond infinitesimal mirror descent." ICML, arXiv 2102.09769.
-  Alabdulmohsin, Maennel, Keysers, 2021. "The impact of reinitialization on generalization in
-    convolutional neural networks." arXiv 2109.00267.
+  Azulay, Moroshko, Nacson, Woodworth, Srebro, Globerson, Soudry, 2021. "On the implicit bias of initialization shape: beyond infinitesimal mirror descent." ICML, arXiv 2102.09769.
+  Alabdulmohsin, Maennel, Keysers, 2021. "The impact of reinitialization on generalization in convolutional neural networks." arXiv 2109.00267.
 """
 
 from __future__ import annotations

@@ -471,10 +471,10 @@ class TrainTrace:
       sharp_steps: the steps at which the sharpness was estimated (shared by the runs).
       sharpness: ``lambda_1(H)`` estimates at those steps (warm-started power iteration).
       precond_sharpness: ``lambda_1(P^-1 H)`` estimates (adam only, else None).
-      diverged, diverged_step: some run's loss became non-finite or exceeded 1e6 times its start
-        (the batch stops there).
-      theta: the final flat parameters; loss_fn: ``theta -> L(theta)`` (for curvature queries; on a
-        batch it maps ``(S, P)`` parameters to ``(S,)`` losses).
+      diverged: some run's loss became non-finite or exceeded 1e6 times its start (the batch stops there).
+      diverged_step: the step at which it did.
+      theta: the final flat parameters.
+      loss_fn: ``theta -> L(theta)`` for curvature queries (on a batch: ``(S, P)`` parameters to ``(S,)`` losses).
     """
 
     loss: np.ndarray
