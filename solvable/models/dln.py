@@ -269,18 +269,25 @@ def implicit_bias_solution(X: Array, y: Array, alpha: Array, *, rtol: float = 1e
     _check_data(X, y)
     _check_alpha(alpha)
     a2 = np.broadcast_to(np.asarray(alpha, dtype=float) ** 2, (X.shape[1],))
+    return dual_solve(X, y, a2, 0.0, rtol=rtol)
+
+
+def dual_solve(X: np.ndarray, y: np.ndarray, a: np.ndarray, phi, *, rtol: float = 1e-11) -> np.ndarray:
+    """``beta(mu) = 2 a sinh(X^T mu + phi)`` with ``mu`` minimising the convex dual
+    ``sum_i 2 a_i cosh((X^T mu)_i + phi_i) - y^T mu`` (``phi = 0``: the balanced start of
+    :func:`implicit_bias_solution`, ``a = alpha^2``; ``phi != 0``: the tilted limit of an unbalanced
+    start, used by ``reinit``). Trust-region Newton, then Newton polishing, then a residual check."""
     # Scaling the dual by 1/||y|| keeps the trust region well conditioned when alpha is tiny.
     scale = max(float(np.linalg.norm(y)), 1e-300)
 
     def fun(mu):
-        z = X.T @ mu
-        return float(np.sum(2 * a2 * np.cosh(z)) - y @ mu) / scale
+        return float(np.sum(2 * a * np.cosh(X.T @ mu + phi)) - y @ mu) / scale
 
     def jac(mu):
-        return (X @ (2 * a2 * np.sinh(X.T @ mu)) - y) / scale
+        return (X @ (2 * a * np.sinh(X.T @ mu + phi)) - y) / scale
 
     def hess(mu):
-        return (X * (2 * a2 * np.cosh(X.T @ mu))) @ X.T / scale
+        return (X * (2 * a * np.cosh(X.T @ mu + phi))) @ X.T / scale
 
     res = scipy.optimize.minimize(fun, np.zeros(X.shape[0]), jac=jac, hess=hess, method="trust-exact",
                                   options=dict(gtol=rtol * 1e-2, maxiter=2000))
@@ -292,7 +299,7 @@ def implicit_bias_solution(X: Array, y: Array, alpha: Array, *, rtol: float = 1e
         if np.linalg.norm(r) <= 1e-3 * rtol * scale:
             break
         mu = mu - np.linalg.solve(hess(mu) * scale, r)
-    beta = 2 * a2 * np.sinh(X.T @ mu)
+    beta = 2 * a * np.sinh(X.T @ mu + phi)
     resid = np.linalg.norm(X @ beta - y) / scale
     if not np.isfinite(resid) or resid > rtol:
         raise RuntimeError(f"dual solve did not converge: residual {resid:.3g} > rtol {rtol:.3g} ({res.message})")

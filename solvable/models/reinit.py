@@ -38,7 +38,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 
 from . import dln
 from ..backend import Backend
@@ -57,30 +56,7 @@ def tilted_bias_solution(X, y, a, phi, *, rtol: float = 1e-11) -> np.ndarray:
     phi = np.broadcast_to(np.asarray(phi, dtype=float), (X.shape[1],))
     if not np.all(a > 0):
         raise ValueError("a contains a value <= 0: every a = u0 v0 must be in (0, inf)")
-    scale = max(float(np.linalg.norm(y)), 1e-300)
-
-    def fun(mu):
-        return float(np.sum(2 * a * np.cosh(X.T @ mu + phi)) - y @ mu) / scale
-
-    def jac(mu):
-        return (X @ (2 * a * np.sinh(X.T @ mu + phi)) - y) / scale
-
-    def hess(mu):
-        return (X * (2 * a * np.cosh(X.T @ mu + phi))) @ X.T / scale
-
-    res = scipy.optimize.minimize(fun, np.zeros(X.shape[0]), jac=jac, hess=hess, method="trust-exact",
-                                  options=dict(gtol=rtol * 1e-2, maxiter=2000))
-    mu = res.x
-    for _ in range(20):
-        r = jac(mu) * scale
-        if np.linalg.norm(r) <= 1e-3 * rtol * scale:
-            break
-        mu = mu - np.linalg.solve(hess(mu) * scale, r)
-    beta = 2 * a * np.sinh(X.T @ mu + phi)
-    resid = np.linalg.norm(X @ beta - y) / scale
-    if not np.isfinite(resid) or resid > rtol:
-        raise RuntimeError(f"dual solve did not converge: residual {resid:.3g} > rtol {rtol:.3g}")
-    return beta
+    return dln.dual_solve(X, y, a, phi, rtol=rtol)
 
 
 def phase1_factors(beta1, alpha: float):
