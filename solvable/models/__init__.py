@@ -11,7 +11,7 @@ import importlib
 
 MODULES: tuple[str, ...] = (
     "dln", "ergodic", "gr", "rmt", "scaling", "sphere", "stability", "symmetry",
-    "decay", "descent", "grok", "kernels", "landscape", "lottery", "parity", "reinit", "slingshot",
+    "decay", "descent", "grok", "kernels", "landscape", "lottery", "parity", "reinit", "rules", "slingshot",
 )
 
 for _name in MODULES:
