@@ -1,4 +1,5 @@
-"""Lottery tickets: iterative magnitude pruning (IMP) in its solvable case, sparse linear regression.
+"""Lottery tickets: iterative magnitude pruning (IMP) in its solvable case, sparse linear regression,
+and on small ReLU MLPs with rewinding and the two controls (random re-initialisation, random pruning).
 
 Data ``y = X w* + eps`` with isotropic Gaussian features ``X_ij ~ N(0, 1)`` (``n`` samples, ``d``
 features), an ``s``-sparse teacher ``w*`` (``s`` entries ``+-beta`` on a random support ``S``) and
@@ -19,10 +20,18 @@ excess risk on a fresh isotropic sample is ``||w_hat - w*||^2``, with mean
 Symbols: ``n`` samples, ``d`` features, ``s`` support size, ``sigma`` noise scale, ``beta`` teacher
 magnitude, ``rate`` fraction pruned per round, ``draws`` independent datasets (the batch axis).
 
+MLP tickets (``imp_mlp``, torch): a ReLU MLP learns a random teacher that reads a few Gaussian inputs
+(``teacher_task``); IMP prunes layer-wise by magnitude a fraction ``rate`` of each layer's kept weights per
+round, rewinds the kept weights to step ``k`` of the dense run and retrains; the controls (same mask on a
+fresh init; a random mask of the same per-layer counts on the rewound weights) train the same way. Seeds
+and arms are one stack of batched matmuls. No closed form: ``lottery.tickets_match_dense`` registers the
+measured relation (ticket within a margin of dense, both controls below the ticket) where it holds.
+
 References:
   Frankle, Carbin, 2019. "The lottery ticket hypothesis: finding sparse, trainable neural networks." ICLR, arXiv 1803.03635.
   Frankle, Dziugaite, Roy, Carbin, 2020. "Linear mode connectivity and the lottery ticket hypothesis." ICML, arXiv 1912.05635 (rewinding to an early step k).
   Muirhead, 1982. "Aspects of multivariate statistical theory." Wiley, Thm 3.2.12 (inverse-Wishart mean).
+  Liu, Sun, Zhou, Huang, Darrell, 2019. "Rethinking the value of network pruning." ICLR, arXiv 1810.05270 (re-initialised sparse networks match at moderate sparsity).
 """
 
 from __future__ import annotations
@@ -44,6 +53,18 @@ __all__ = [
     "linear_ticket_risk",
     "imp_linear",
     "sparse_teacher_data",
+    "teacher_task",
+    "init_mlp",
+    "mlp_logits",
+    "mlp_accuracy",
+    "train_mlp",
+    "layer_counts",
+    "imp_schedule",
+    "magnitude_prune",
+    "random_masks",
+    "imp_mlp",
+    "tickets_match_dense_relation",
+    "interval_excess",
 ]
 
 
@@ -616,7 +637,8 @@ TICKET_TASK = {"relevant": 4, "teacher_width": 4, "n_train": 128, "n_test": 2048
 TICKET_RATE = 0.5
 TICKET_LR = 0.005
 TICKET_STEPS = 100
-TICKET_MARGIN = 0.01        # the ticket may fall this far below the dense network's test accuracy
+TICKET_MARGIN = 0.02        # the ticket may fall this far below the dense network's test accuracy
+EQUAL_BAND = 0.01           # "as good as": within this of the other (the mutants' equality)
 REINIT_GAP = 0.02           # the re-initialised ticket falls at least this far below the ticket
 RANDOM_GAP = 0.05           # random pruning falls at least this far below the ticket
 TICKET_ALPHA = 0.05         # one-sided level of each entry's t interval
@@ -699,13 +721,13 @@ register(Claim(
     statement=("ReLU MLP 16-32-32-2 trained by full-batch Adam (lr 0.005, T = 100 steps) on 128 points of a random "
                "teacher reading 4 of 16 Gaussian inputs: after r = 4 or 5 rounds of layer-wise IMP at rate 1/2 "
                "(per-layer sparsity 1 - 2^-r = 0.9375, 0.96875), the ticket rewound to step k <= 10 and retrained "
-               "reaches the dense network's test accuracy within 0.01 (mean over seeds: ticket - dense >= -0.01), "
+               "reaches the dense network's test accuracy within 0.02 (mean over S seeds: ticket - dense >= -0.02), "
                "the same mask on a fresh init falls at least 0.02 below the ticket, and a random mask of the same "
-               "per-layer counts at least 0.05 below (each up to a one-sided t bound). "
-               "The window is narrow: at r <= 3 (sparsity <= 0.875) the re-initialised ticket is as good as the "
-               "ticket or better (32 seeds, r = 1, 2: +0.015 +- 0.004; Liu et al. 2019), so the paper's "
-               "init-matters claim holds only at high sparsity here; at 0.984 and beyond tickets lose accuracy "
-               "gradually rather than at a sharp sparsity."),
+               "per-layer counts on the rewound weights at least 0.05 below (each up to a one-sided t bound). "
+               "The window is narrow (32 fresh seeds, k = 0): at r = 1, 2 (sparsity 0.5, 0.75) the re-initialised "
+               "ticket is better than the ticket (+0.009, +0.010, se 0.003; Liu et al. 2019) and at r = 3 only "
+               "0.015 below, so the paper's 'the initialisation matters' holds here only at high sparsity; "
+               "beyond it the ticket falls below dense too (r = 6, 7: ticket - dense = -0.058, -0.066, se 0.017)."),
     reference=("Frankle, Carbin 2019, arXiv 1803.03635 (IMP, controls); Frankle, Dziugaite, Roy, Carbin 2020, "
                "arXiv 1912.05635 (rewinding); Liu et al. 2019, arXiv 1810.05270; window and margins measured here"),
     params=TicketParams,
@@ -715,10 +737,12 @@ register(Claim(
     error=interval_excess,
     bound="lower",
     mutants={
-        "random pruning at the same per-layer sparsity does as well as the ticket (random - ticket >= -0.01)":
+        "random pruning at the same per-layer sparsity matches the ticket as the ticket matches dense "
+        "(random - ticket >= -0.02)":
             lambda p: [-TICKET_MARGIN, 1.0, -1.0, -REINIT_GAP, -TICKET_MARGIN, 1.0],
-        "the mask is all that matters: re-initialised ticket equals the ticket (|reinit - ticket| <= 0.01)":
-            lambda p: [-TICKET_MARGIN, 1.0, -TICKET_MARGIN, TICKET_MARGIN, -1.0, -RANDOM_GAP],
+        "the mask is all that matters (Liu et al.): the re-initialised ticket is as good as the ticket "
+        "(|reinit - ticket| <= 0.01)":
+            lambda p: [-TICKET_MARGIN, 1.0, -EQUAL_BAND, EQUAL_BAND, -1.0, -RANDOM_GAP],
     },
     closed_forms=("tickets_match_dense_relation",),
     sweep="rounds", sweep_values=(4, 5),
