@@ -224,3 +224,12 @@ def test_tickets_match_dense_and_controls_fall_below_over_seeds():
             assert d.mean() + 2 * se(d) < 0
     d = acc["reinit"][1] - acc["ticket"][1]
     assert d.mean() + 3 * se(d) > 0
+
+
+def test_zero_sparsity_is_the_dense_run_and_controls_can_be_chosen_by_round():
+    out = _short(sparsity=0.0, return_state=False)
+    assert out["sparsity"].tolist() == [0.0] and np.all(np.isfinite(out["dense"]))
+    out = _short(sparsity=None, rounds=3, controls=[2], return_state=False)
+    assert np.isnan(out["acc"]["reinit"][[0, 1, 3]]).all() and np.isfinite(out["acc"]["reinit"][2]).all()
+    with pytest.raises(ValueError, match=r"controls=\[5\] is out of range|controls=5 is out of range"):
+        _short(sparsity=None, rounds=3, controls=[5])

@@ -304,7 +304,10 @@ def teacher_task(seeds, d: int = 16, relevant: int = 4, teacher_width: int = 4, 
     coordinates ``x_S`` (``U`` of shape ``(teacher_width, relevant)``, ``A`` of shape
     ``(classes, teacher_width)``, standard Gaussian entries) and the label is ``argmax_c f_c(x)``.
     The other ``d - relevant`` inputs are noise the student must learn to ignore, so a dense student
-    trained on ``n_train`` points generalises imperfectly.
+    trained on ``n_train`` points generalises imperfectly (test accuracy about 0.85 for the claim's
+    16-32-32-2 student on 128 points).
+
+    Symbols: ``d`` inputs, ``|S| = relevant``, ``classes`` outputs; each seed draws its own teacher and data.
 
     Returns ``(X, y, X_test, y_test)`` stacked over seeds: ``X (S, n_train, d)``, ``y (S, n_train)``
     (int64 labels), ``X_test (S, n_test, d)``, ``y_test (S, n_test)``.
@@ -344,6 +347,9 @@ def init_mlp(widths, seeds, stream: int = _INIT, dtype: str = "float64", device:
         control use different streams).
 
     Returns ``[(W_1, b_1), ..., (W_L, b_L)]`` with ``W_l`` of shape ``(S, n_l, n_{l-1})``.
+
+    References:
+      He, Zhang, Ren, Sun, 2015. "Delving deep into rectifiers." arXiv 1502.01852 (the 2 / fan-in variance).
     """
     import torch
 
@@ -399,6 +405,10 @@ def train_mlp(params, masks, X, y, steps: int, lr: float = 0.01, save_step: int 
     Returns ``(params_T, params_k, loss)``: the weights after ``T`` steps, after ``save_step``
     steps (``None`` if not asked) and the final training loss per network ``(B,)``; ``diverged``
     networks (non-finite loss) are reported by a non-finite loss, never hidden.
+
+    References:
+      Kingma, Ba, 2015. "Adam: a method for stochastic optimization." arXiv 1412.6980 (the update).
+      Frankle, Carbin, 2019. arXiv 1803.03635 (Adam on the pruned fully-connected networks).
     """
     import torch
 
@@ -605,7 +615,7 @@ def imp_mlp(widths=(16, 64, 64, 2), sparsity: float = 0.9, rate: float = 0.5, re
         with_controls = r in control_rounds
         starts, masks_r, arms = [Wk], [mask], ["ticket"]
         if with_controls:
-            rmask = random_masks(widths, counts[r], [s * 1009 + r for s in seeds], _RANDOM_MASK, dtype, device)
+            rmask = random_masks(widths, counts[r], seeds, _RANDOM_MASK * 1000 + r, dtype, device)  # fresh per round
             starts += [W0r, Wk]
             masks_r += [mask, rmask]
             arms += ["reinit", "random"]
