@@ -417,7 +417,8 @@ def layerwise_schedule(X, y, widths, stages: int, steps: int, lr: float, seed: i
     Args:
       X, y: ``(S, n, d)``, ``(S, n)`` training data (labels +-1). widths: ``(d, h_1, ..., 1)``.
       stages: ``K`` in ``[1, L-1]`` (``L = len(widths) - 1`` layers). steps: ``T`` per stage. lr: GD step.
-      snapshots: also return, per stage, the re-initialized network's weights before and after training.
+      snapshots: also return, per stage, the re-initialized network's weights before and after that
+        stage's training (``"before"``, ``"after"``) and the baseline's at the same step (``"base_after"``).
     Returns ``{"base": Ws, "reinit": Ws, "init": Ws, "diverged": bool, "stages": [...]}``.
     """
     import torch
@@ -430,7 +431,7 @@ def layerwise_schedule(X, y, widths, stages: int, steps: int, lr: float, seed: i
     W0 = init_mlp(widths, S, seed, **kw)
     W1, div, _ = gd_mlp(W0, X, y, steps, lr)
     base, re = W1, W1
-    snaps = [{"stage": 0, "after": W1}] if snapshots else []
+    snaps = [{"stage": 0, "before": W0, "after": W1, "base_after": W1}] if snapshots else []
     X2, y2 = torch.cat([X, X]), torch.cat([y, y])
     for k in range(1, stages + 1):
         fresh = init_mlp(widths, S, seed + 1000 * k, **kw)
@@ -439,7 +440,8 @@ def layerwise_schedule(X, y, widths, stages: int, steps: int, lr: float, seed: i
         both, d2, _ = gd_mlp(both, X2, y2, steps, lr)
         div = div or d2
         if snapshots:
-            snaps.append({"stage": k, "before": re, "after": [W[S:] for W in both]})
+            snaps.append({"stage": k, "before": re, "after": [W[S:] for W in both],
+                          "base_after": [W[:S] for W in both]})
         base, re = [W[:S] for W in both], [W[S:] for W in both]
     return {"base": base, "reinit": re, "init": W0, "diverged": bool(div), "stages": snaps}
 
@@ -455,7 +457,7 @@ def paired_z(a, b) -> tuple[float, float, float]:
 #: the parts of Alabdulmohsin et al.'s explanation measured here, in the claim's order
 LAYERWISE_PARTS = ("test_accuracy", "normalized_margin", "top_hessian_eigenvalue")
 #: two-sided z threshold for a paired difference to count as a sign (a t_{S-1} test at the smallest
-#: seed count of the domain, S = 10, has two-sided level 1.5% at 3)
+#: seed count of the domain, S = 16, has two-sided level 0.9% at 3)
 Z_CRIT = 3.0
 
 
@@ -469,19 +471,20 @@ def layerwise_signs() -> list[float]:
 
 @dataclass(frozen=True)
 class LayerwiseParams(Params):
-    n_seeds: int = param(12, low=2, high=256, integer=True, domain=(10, 14),
+    n_seeds: int = param(16, low=2, high=256, integer=True, domain=(16, 20),
                          doc="seeds S (data, teacher and initialization per seed)")
-    n_train: int = param(100, low=10, high=5000, integer=True, domain=(80, 150), doc="training points n")
+    n_train: int = param(100, low=10, high=5000, integer=True, domain=(80, 110), doc="training points n")
     d: int = param(20, low=2, high=200, integer=True, domain=(20, 20), doc="input dimension d")
-    width: int = param(32, low=4, high=256, integer=True, domain=(24, 40), doc="hidden width h (L = 3 layers)")
-    stages: int = param(2, low=1, high=2, integer=True, domain=(2, 2),
+    width: int = param(24, low=4, high=256, integer=True, domain=(20, 28),
+                       doc="hidden width h (L = 4 layers: d -> h -> h -> h -> 1)")
+    stages: int = param(3, low=1, high=3, integer=True, domain=(3, 3),
                         doc="re-initialization stages K (stage k keeps layers 1..k)")
-    steps: int = param(200, low=10, high=20000, integer=True, domain=(150, 300), doc="GD steps T per stage")
-    lr: float = param(0.2, low=0.0, low_open=True, high=2.0, domain=(0.1, 0.3), doc="GD learning rate eta")
+    steps: int = param(200, low=10, high=20000, integer=True, domain=(200, 250), doc="GD steps T per stage")
+    lr: float = param(0.2, low=0.0, low_open=True, high=2.0, domain=(0.2, 0.25), doc="GD learning rate eta")
     seed: int = param(0, low=0, high=2**31 - 1, integer=True, domain=(0, 10000), doc="data and init seed")
 
 
-_N_TEST = 2000
+_N_TEST = 1000
 
 
 def layerwise_experiment(p: LayerwiseParams, be: Backend, *, sharp_tol: float = 1e-6) -> dict:
@@ -492,7 +495,7 @@ def layerwise_experiment(p: LayerwiseParams, be: Backend, *, sharp_tol: float = 
     dev = be.device if be.name == "torch" else "cpu"
     dt = be.float_dtype if be.name == "torch" else torch.float64
     X, y, Xt, yt = teacher_data(p.n_seeds, p.n_train, _N_TEST, p.d, 8, p.seed, device=dev, dtype=dt)
-    widths = (p.d, p.width, p.width, 1)
+    widths = (p.d, p.width, p.width, p.width, 1)
     run = layerwise_schedule(X, y, widths, p.stages, p.steps, p.lr, p.seed)
     out = {"diverged": run["diverged"], "run": run}
     conv = True
