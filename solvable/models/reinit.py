@@ -46,7 +46,8 @@ from ..claims import Claim, Measurement, Params, Tolerance, max_abs_error, param
 
 __all__ = ["tilted_bias_solution", "phase1_factors", "reinit_prediction", "gd_from",
            "teacher_data", "init_mlp", "mlp_forward", "logistic_loss", "gd_mlp", "normalized_margin",
-           "weight_norm", "top_hessian_eigenvalue", "layerwise_schedule", "paired_z", "layerwise_signs"]
+           "weight_norm", "top_hessian_eigenvalue", "layerwise_schedule", "stage_measures", "paired_z",
+           "layerwise_signs", "layerwise_experiment"]
 
 
 def tilted_bias_solution(X, y, a, phi, *, rtol: float = 1e-11) -> np.ndarray:
@@ -446,6 +447,29 @@ def layerwise_schedule(X, y, widths, stages: int, steps: int, lr: float, seed: i
     return {"base": base, "reinit": re, "init": W0, "diverged": bool(div), "stages": snaps}
 
 
+def stage_measures(run: dict, X, y, *, tol: float = 1e-3) -> dict:
+    """Per stage ``k = 0..K`` and seed, from a :func:`layerwise_schedule` run with ``snapshots=True``:
+    normalized margin and top Hessian eigenvalue of the training loss for the baseline at step
+    ``(k+1) T``, and for the re-init arm just after its re-draw (``k >= 1``) and after the stage's
+    training. Returns ``{"margin"|"sharpness": {"base", "reinit_before", "reinit_after"}: (K+1, S)}``
+    arrays (NaN where undefined: no re-draw at stage 0)."""
+    if not run.get("stages"):
+        raise ValueError("run has no stage snapshots: run must come from layerwise_schedule(..., snapshots=True)")
+    stages = len(run["stages"]) - 1
+    S = X.shape[0]
+    out = {m: {a: np.full((stages + 1, S), np.nan) for a in ("base", "reinit_before", "reinit_after")}
+           for m in ("margin", "sharpness")}
+    for st in run["stages"]:
+        k = st["stage"]
+        for arm, key in (("base", "base_after"), ("reinit_after", "after"), ("reinit_before", "before")):
+            if arm == "reinit_before" and k == 0:
+                continue
+            out["margin"][arm][k] = normalized_margin(st[key], X, y).detach().cpu().double().numpy()
+            out["sharpness"][arm][k] = top_hessian_eigenvalue(st[key], X, y, tol=tol)[0]
+    out["diverged"] = run["diverged"]
+    return out
+
+
 def paired_z(a, b) -> tuple[float, float, float]:
     """Paired difference ``a - b`` over seeds: ``(mean, standard error, z = mean / se)``."""
     dlt = np.asarray(a, float) - np.asarray(b, float)
@@ -484,20 +508,23 @@ class LayerwiseParams(Params):
     seed: int = param(0, low=0, high=2**31 - 1, integer=True, domain=(0, 10000), doc="data and init seed")
 
 
-_N_TEST = 1000
+_N_TEST = 20000  # test points per seed: the paired accuracy difference's test-set noise is then small beside the seeds' spread
 
 
-def layerwise_experiment(p: LayerwiseParams, be: Backend, *, sharp_tol: float = 1e-6) -> dict:
+def layerwise_experiment(p: LayerwiseParams, be: Backend, *, sharp_tol: float = 1e-6,
+                         snapshots: bool = False) -> dict:
     """Both schedules of :func:`layerwise_schedule` at ``p`` and, per seed and arm, the four measures:
-    test accuracy, normalized margin, weight norm, top Hessian eigenvalue (and the training loss)."""
+    test accuracy, normalized margin, weight norm, top Hessian eigenvalue (and the training loss).
+    ``out["run"]`` is the schedule's output (with per-stage snapshots if asked), ``out["data"]`` the
+    training set ``(X, y)``."""
     import torch
 
     dev = be.device if be.name == "torch" else "cpu"
     dt = be.float_dtype if be.name == "torch" else torch.float64
     X, y, Xt, yt = teacher_data(p.n_seeds, p.n_train, _N_TEST, p.d, 8, p.seed, device=dev, dtype=dt)
     widths = (p.d, p.width, p.width, p.width, 1)
-    run = layerwise_schedule(X, y, widths, p.stages, p.steps, p.lr, p.seed)
-    out = {"diverged": run["diverged"], "run": run}
+    run = layerwise_schedule(X, y, widths, p.stages, p.steps, p.lr, p.seed, snapshots=snapshots)
+    out = {"diverged": run["diverged"], "run": run, "data": (X, y)}
     conv = True
     for arm in ("base", "reinit"):
         Ws = run[arm]
