@@ -568,16 +568,18 @@ def _measure_layerwise(p: LayerwiseParams, be: Backend, seed: int) -> Measuremen
 
 register(Claim(
     id="reinit.layerwise",
-    statement=("A bias-free 3-layer ReLU MLP (d = 20, width h) trained by full-batch GD on the logistic loss "
-               "(n Gaussian points labelled by a random 2-layer ReLU teacher), with bottom-up layer-wise "
-               "re-initialization (stage 0: T steps; stage k = 1, 2: keep W_1..W_k, re-draw the layers above, T "
-               "steps) against plain GD for the same 3T steps from the same initialization: over S seeds the "
-               "paired differences (re-init minus baseline) have z = mean/se > 3 for test accuracy and for the "
-               "normalized margin min_i y_i f(x_i) / prod_l ||W_l||_F (both up, as the paper reports), and for the "
-               "top Hessian eigenvalue of the training loss (up: a SHARPER end point, the opposite of the paper's "
-               "flatter minimum; the re-init arm's training loss is higher and the logistic Hessian scales with "
-               "it). The paper's 'no larger weight norm' is not registered: the paired z of ||theta|| has no "
-               "consistent sign here (|z| < 3 at most draws, +4.4 at one)."),
+    statement=("A bias-free 4-layer ReLU MLP (d = 20 -> h -> h -> h -> 1) trained by full-batch GD on the logistic "
+               "loss (n Gaussian points labelled by a random 2-layer ReLU teacher), with bottom-up layer-wise "
+               "re-initialization (stage 0: T steps; stage k = 1..3: keep W_1..W_k, re-draw the layers above, T "
+               "steps) against plain GD for the same 4T steps from the same initialization: over S = 16-20 seeds "
+               "the paired differences (re-init minus baseline) have z = mean/se > 3 for test accuracy and for the "
+               "normalized margin min_i y_i f(x_i) / prod_l ||W_l||_F (both up, as the paper reports; defaults: "
+               "accuracy 0.740 -> 0.762, margin 0.0050 -> 0.0066), and for the top Hessian eigenvalue of the "
+               "training loss (up, 0.106 -> 0.150: a SHARPER end point, the opposite of the paper's flatter "
+               "minimum; the re-init arm's training loss is higher, 3.7e-4 -> 9.5e-4, and per unit loss, "
+               "lambda_1 / L, it is flatter, z = -9.9). The paper's 'no larger weight norm' is not registered: "
+               "the paired z of ||theta|| has no consistent sign (-2.1 to +3.5 over 14 domain draws; -0.5 at the "
+               "defaults). Smallest z over those draws: accuracy 5.1, margin 5.1, sharpness 5.5."),
     reference=("Alabdulmohsin, Maennel, Keysers 2021, 'The impact of reinitialization on generalization in "
                "convolutional neural networks', arXiv 2109.00267, Sec. 4-5 (layer-wise scheme; margin, norm and "
                "flatness explanations); measured here in a narrower setting (no per-stage rescaling or "
