@@ -8,6 +8,15 @@
   ``reinit.tilted_bias_solution`` is checked against them (stationarity on null(X), interpolation).
 - Phase 1's factors: ``u v = alpha^2``, ``u^2 - v^2 = beta1`` solved for the positive root, against
   ``reinit.phase1_factors``.
+
+``reinit.layerwise`` (a measured claim; what is derived is what the recipe does to the quantities it
+is judged by):
+- the normalized margin ``min_i y_i f(x_i) / prod_l ||W_l||_F`` of a bias-free ReLU net is invariant
+  under ``W_l -> c_l W_l`` (``c_l > 0``): derived with ``relu(e) = (e + |e|)/2`` on symbolic weights;
+- per activation region ``f`` is multilinear and ``<W_l, df/dW_l> = f`` for every layer (all 16
+  masks of a (2, 2, 2, 1) net), so under gradient flow ``d/dt ||W_l||^2`` is the same for all layers:
+  the differences are invariants, which a re-draw of the upper layers resets; checked on ``gd_mlp``
+  (drift first order in the step) and on ``layerwise_schedule``'s re-drawn layers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""solvable.models.reinit: the unbalanced flow's limit on constructed inputs, limits, bad input, backends, seeds."""
+"""solvable.models.reinit: the unbalanced flow's limit on constructed inputs, limits, bad input, backends,
+seeds; the layer-wise schedule (kept layers bit-identical, margin invariance, Lanczos vs dense Hessian,
+batched == looped, explicit GD vs autograd, divergence, bad input)."""
 
 from __future__ import annotations
 
