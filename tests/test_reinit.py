@@ -233,3 +233,19 @@ def test_layerwise_effects_over_more_seeds():
                                      "sharpness_over_loss")}
     assert z["test_accuracy"] > 3 and z["normalized_margin"] > 3 and z["top_hessian_eigenvalue"] > 3
     assert z["sharpness_over_loss"] < -3
+
+
+def test_stage_measures_shapes_and_bad_input():
+    X, y, _, _ = _data(S=2, n=20)
+    run = reinit.layerwise_schedule(X, y, WIDTHS, 2, 5, 0.1, seed=1, snapshots=True)
+    sm = reinit.stage_measures(run, X, y)
+    assert sm["margin"]["base"].shape == (3, 2)
+    assert np.isnan(sm["margin"]["reinit_before"][0]).all() and np.isfinite(sm["margin"]["reinit_before"][1:]).all()
+    # stage 0 of both arms is the same network
+    np.testing.assert_array_equal(sm["sharpness"]["base"][0], sm["sharpness"]["reinit_after"][0])
+    with pytest.raises(ValueError, match="snapshots=True"):
+        reinit.stage_measures(reinit.layerwise_schedule(X, y, WIDTHS, 1, 2, 0.1), X, y)
+    with pytest.raises(ValueError, match=r"n_train=1 is out of range"):
+        reinit.teacher_data(2, 1, 5, 3)
+    with pytest.raises(ValueError, match=r"widths\[0\]=4 is out of range: it must equal the input dimension 5"):
+        reinit.layerwise_schedule(X, y, (4, 3, 1), 1, 2, 0.1)
