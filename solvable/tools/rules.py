@@ -361,7 +361,7 @@ def stable_lr(model: nn.Module, loss_fn: Callable, data: Any, batch_sizes: Seque
     check_choice("criterion", criterion, CRITERIA)
     check_choice("average", average, AVERAGES)
     c = check_range("c", c, 0.0, None, low_open=True)
-    seeds_n = check_int("seeds", seeds, 2 if average == "mean_square" else 1)
+    seeds_n = check_int("seeds", seeds, 3 if average == "mean_square" else 1)   # the jackknife needs a variance of >= 2 seeds
     grid = check_int("grid", grid, 3)
     rounds = check_int("rounds", rounds, 1)
     steps = check_int("steps", steps, 2)
