@@ -228,9 +228,12 @@ def run_copies(model: nn.Module, loss_fn: Callable, data: Any, lrs: Any, seeds: 
                     L = loss_b(P, X, Y).to(torch.float64)
                     dead |= ~torch.isfinite(L)
                     for n in P:
-                        dead |= ~torch.isfinite(P[n].reshape(R, -1)).all(dim=1)
-                    for n in P:
-                        P[n] = torch.where(dead.view(shapes[n]), torch.zeros_like(P[n]), P[n])
+                        # a sum is non-finite when any entry is (NaN and inf propagate; an overflowing
+                        # sum of finite entries means entries near the dtype's max: diverged as well)
+                        dead |= ~torch.isfinite(P[n].reshape(R, -1).sum(dim=1))
+                    if bool(dead.any()):
+                        for n in P:
+                            P[n][dead] = 0.0
                     rec.append(torch.where(dead, torch.full_like(L, math.inf), L))
                 if t == steps:
                     break
