@@ -137,9 +137,10 @@ def test_measurement_reports_its_allowance_pieces():
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="CUDA not available")
 def test_run_copies_cuda_float32_matches_cpu_float64():
-    # a short run, well below the threshold: float32 round-off (~1e-7 per op) stays below 1e-4 relative
+    # a short run below 2 / max_i s K_ii = 0.64 (every step non-expansive, so round-off is not amplified):
+    # float32 round-off (~1e-7 per operation) stays below 1e-4 relative
     net, data = R.problem(64, N=16, d=8, delta=0.1, seed=0)
-    lrs, seeds = np.array([0.2, 0.5, 1.0, 0.5]), np.array([0, 0, 1, 2])
+    lrs, seeds = np.array([0.1, 0.3, 0.6, 0.3]), np.array([0, 0, 1, 2])
     cpu = R.run_copies(net, nn.MSELoss(), data, lrs, seeds, 4, steps=20, record_every=5)
     net32 = R.TwoLayer(8, 64).to("cuda", torch.float32)
     net32.load_state_dict({k: v.float() for k, v in net.state_dict().items()})
@@ -175,7 +176,9 @@ def test_stable_lr_on_cuda_brackets_the_cpu_estimate():
 def test_chunking_on_cuda_gives_the_same_numbers():
     net, data = R.problem(64, N=12, d=4, delta=0.1, seed=3)
     net, data = net.to("cuda"), tuple(t.to("cuda") for t in data)
-    lrs, seeds = np.geomspace(0.1, 3.0, 10), np.arange(10) % 3
+    # below 2 / max_i s K_ii = 0.73 (non-expansive steps): last-bit differences between batched kernel
+    # choices for 3 and 10 copies are not amplified
+    lrs, seeds = np.geomspace(0.05, 0.7, 10), np.arange(10) % 3
     for opt in R.OPTIMIZERS:
         lr = lrs * (0.01 if opt == "adam" else 1.0)
         one = R.run_copies(net, nn.MSELoss(), data, lr, seeds, 3, optimizer=opt, steps=8, chunk=256,
