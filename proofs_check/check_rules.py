@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from solvable.models import scaling
+from solvable.testing import proves
 from solvable.tools import rules as R
 
 
@@ -36,6 +37,7 @@ def _D(N, b):
     return D
 
 
+@proves("rules.linearized_threshold")
 def check_linearized_residual_recursion():
     N, P = 3, 2
     J = sp.Matrix(N, P, lambda i, j: sp.Symbol(f"J{i}{j}", real=True))
@@ -53,6 +55,7 @@ def check_linearized_residual_recursion():
         assert sp.expand(r_next - (sp.eye(N) - eta * s / B * J * J.T * _D(N, b)) * r) == sp.zeros(N, 1)
 
 
+@proves("rules.linearized_threshold")
 def check_kernel_second_moment_recursion():
     N = 3
     K = sp.Matrix(N, N, lambda i, j: sp.Symbol(f"k{min(i, j)}{max(i, j)}", real=True))
@@ -73,6 +76,34 @@ def check_kernel_second_moment_recursion():
             assert sp.expand(E - closed) == sp.zeros(N, N), (sampling, B)
 
 
+@proves("rules.linearized_threshold")
+def check_two_layer_ntk_and_mse_curvature():
+    """The claim's kernel: for f(x) = a^T tanh(W x / sqrt(d)) / sqrt(m) the NTK derived symbolically
+    (sum over all parameters of df(x_i) df(x_j)) equals tools.rules.ntk_gram at random parameters, and
+    MSELoss's per-example curvature d^2 (f - y)^2 / df^2 is s = 2 (the factor the claim's mutant drops)."""
+    m, d, N = 2, 2, 3
+    W = sp.Matrix(m, d, lambda i, j: sp.Symbol(f"w{i}{j}", real=True))
+    a = sp.Matrix(m, 1, lambda i, j: sp.Symbol(f"a{i}", real=True))
+    xs = [sp.Matrix(d, 1, lambda i, j: sp.Symbol(f"x{n}{i}", real=True)) for n in range(N)]
+    theta = list(W) + list(a)
+    fs = [sum(a[k] * sp.tanh((W[k, :] * x)[0] / sp.sqrt(d)) for k in range(m)) / sp.sqrt(m) for x in xs]
+    grads = [[sp.diff(f, t) for t in theta] for f in fs]
+    Ksym = sp.Matrix(N, N, lambda i, j: sum(gi * gj for gi, gj in zip(grads[i], grads[j])))
+    syms = theta + [v for x in xs for v in x]
+    Kf = sp.lambdify(syms, Ksym, "numpy")
+    g = np.random.default_rng(0)
+    net = R.TwoLayer(d, m).double()
+    X = g.standard_normal((N, d))
+    with torch.no_grad():
+        net.W.copy_(torch.tensor(g.standard_normal((m, d))))
+        net.a.copy_(torch.tensor(g.standard_normal(m)))
+    vals = list(net.W.detach().numpy().ravel()) + list(net.a.detach().numpy()) + list(X.ravel())
+    np.testing.assert_allclose(R.ntk_gram(net, torch.tensor(X)), np.array(Kf(*vals), dtype=float), rtol=1e-10)
+    f, y = sp.symbols("f y", real=True)
+    assert sp.diff((f - y) ** 2, f, 2) == 2
+    assert R.loss_curvature(torch.nn.MSELoss(), torch.zeros(1)) == 2.0
+
+
 def _enumerated_radius(K, B, sampling, eta):
     """Spectral radius of M -> E[A_b M A_b^T] as an explicit N^2 x N^2 matrix (all batches, s = 1)."""
     N = K.shape[0]
@@ -87,6 +118,7 @@ def _enumerated_radius(K, B, sampling, eta):
     return float(np.max(np.abs(np.linalg.eigvals(T / len(bs)))))
 
 
+@proves("rules.linearized_threshold")
 @settings(max_examples=8, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([(4, 1), (4, 2), (5, 2), (5, 5)]), st.sampled_from(["with", "without"]))
 def check_linearized_threshold_is_the_enumerated_spectral_radius(seed, NB, sampling):

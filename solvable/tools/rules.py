@@ -166,12 +166,16 @@ def run_copies(model: nn.Module, loss_fn: Callable, data: Any, lrs: Any, seeds: 
                optimizer: str = "sgd", steps: int = 100, momentum: float = 0.9,
                betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, sampling: str = "without",
                record_every: int | None = None, chunk: int = 256, dtype: torch.dtype | None = None,
-               mode: str = "eval") -> dict:
+               mode: str = "eval", return_params: bool = False) -> dict:
     """Train one copy of ``model`` per entry of ``lrs`` (with batch order ``seeds[k]``), as one vmapped program.
 
     Returns ``{"steps": (m,), "loss": (copies, m)}``: the full-data loss of every copy at the recorded
     steps (``0``, ``T/2``, ``T`` and every ``record_every`` steps when given), float64 numpy; a copy
     whose parameters overflowed has loss ``inf`` from then on (divergence is a result, never NaN).
+    Divergence is checked at the recorded steps only (copies never mix inside the vmapped step, so a
+    non-finite copy cannot spoil the others in between, and the step needs no host synchronisation).
+    ``return_params=True`` adds ``"params"``: the final trainable parameters, ``{name: (copies, ...)}``
+    tensors on the model's device (zero for a diverged copy).
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_choice("sampling", sampling, SAMPLING)
@@ -202,6 +206,8 @@ def run_copies(model: nn.Module, loss_fn: Callable, data: Any, lrs: Any, seeds: 
     loss_b = torch.func.vmap(fn.loss, in_dims=(0, None, None))
     grad_b = torch.func.vmap(torch.func.grad(fn.loss), in_dims=(0, 0, 0))
     out = np.empty((lrs.size, len(record)))
+    record_set = set(record)
+    finals: list[dict] = []
     with cv._forward_mode(model, mode), torch.no_grad():
         for c0 in range(0, lrs.size, chunk):
             sl = slice(c0, min(c0 + chunk, lrs.size))
@@ -209,45 +215,51 @@ def run_copies(model: nn.Module, loss_fn: Callable, data: Any, lrs: Any, seeds: 
             lr = torch.as_tensor(lrs[sl], dtype=fn.dtype, device=fn.device)
             idx = idx_all[torch.as_tensor([pos[s] for s in seeds[sl]], device=fn.device)]   # (R, T, B)
             P = {n: p.unsqueeze(0).expand(R, *p.shape).clone() for n, p in fn.params.items()}
+            shapes = {n: (R,) + (1,) * (p.dim() - 1) for n, p in P.items()}
+            lr_v = {n: lr.view(shapes[n]) for n in P}
             S1 = {n: torch.zeros_like(p) for n, p in P.items()} if optimizer != "sgd" else None
             S2 = {n: torch.zeros_like(p) for n, p in P.items()} if optimizer == "adam" else None
             dead = torch.zeros(R, dtype=torch.bool, device=fn.device)
             rec = []
             for t in range(steps + 1):
-                if t in record:
+                if t in record_set:
+                    # a copy whose parameters or loss stopped being finite is dead from here on and
+                    # frozen at zero (its loss reads inf); checked only here, see the docstring
                     L = loss_b(P, X, Y).to(torch.float64)
                     dead |= ~torch.isfinite(L)
+                    for n in P:
+                        # a sum is non-finite when any entry is (NaN and inf propagate; an overflowing
+                        # sum of finite entries means entries near the dtype's max: diverged as well)
+                        dead |= ~torch.isfinite(P[n].reshape(R, -1).sum(dim=1))
+                    if bool(dead.any()):
+                        for n in P:
+                            P[n][dead] = 0.0
                     rec.append(torch.where(dead, torch.full_like(L, math.inf), L))
                 if t == steps:
                     break
                 it = idx[:, t]
                 G = grad_b(P, X[it], Y[it])
                 for n in P:
-                    shape = (R,) + (1,) * (P[n].dim() - 1)
-                    lr_n = lr.view(shape)
                     g = G[n]
                     if optimizer == "sgd":
-                        P[n] = P[n] - lr_n * g
+                        P[n].addcmul_(lr_v[n], g, value=-1.0)
                     elif optimizer == "momentum":
-                        S1[n] = momentum * S1[n] + g
-                        P[n] = P[n] - lr_n * S1[n]
+                        S1[n].mul_(momentum).add_(g)
+                        P[n].addcmul_(lr_v[n], S1[n], value=-1.0)
                     else:
                         b1, b2 = betas
-                        S1[n] = b1 * S1[n] + (1 - b1) * g
-                        S2[n] = b2 * S2[n] + (1 - b2) * g * g
+                        S1[n].mul_(b1).add_(g, alpha=1 - b1)
+                        S2[n].mul_(b2).addcmul_(g, g, value=1 - b2)
                         mh = S1[n] / (1 - b1 ** (t + 1))
                         vh = S2[n] / (1 - b2 ** (t + 1))
-                        P[n] = P[n] - lr_n * mh / (vh.sqrt() + eps)
-                    # a diverged copy is frozen at zero so that no NaN spreads (its loss stays inf)
-                    bad = ~torch.isfinite(P[n].reshape(R, -1)).all(dim=1)
-                    if bool(bad.any()):
-                        dead |= bad
-                        P[n] = torch.where(bad.view(shape), torch.zeros_like(P[n]), P[n])
-                if bool(dead.any()):
-                    for n in P:
-                        P[n] = torch.where(dead.view((R,) + (1,) * (P[n].dim() - 1)), torch.zeros_like(P[n]), P[n])
+                        P[n].addcdiv_(lr_v[n] * mh, vh.sqrt_().add_(eps), value=-1.0)
             out[sl] = torch.stack(rec, dim=1).cpu().numpy()
-    return {"steps": np.array(record), "loss": out}
+            if return_params:
+                finals.append(P)
+    res = {"steps": np.array(record), "loss": out}
+    if return_params:
+        res["params"] = {n: torch.cat([f[n] for f in finals]) for n in fn.names}
+    return res
 
 
 def _log_ratio(res: dict, criterion: str, steps: int) -> np.ndarray:
@@ -352,7 +364,7 @@ def stable_lr(model: nn.Module, loss_fn: Callable, data: Any, batch_sizes: Seque
     check_choice("criterion", criterion, CRITERIA)
     check_choice("average", average, AVERAGES)
     c = check_range("c", c, 0.0, None, low_open=True)
-    seeds_n = check_int("seeds", seeds, 2 if average == "mean_square" else 1)
+    seeds_n = check_int("seeds", seeds, 3 if average == "mean_square" else 1)   # the jackknife needs a variance of >= 2 seeds
     grid = check_int("grid", grid, 3)
     rounds = check_int("rounds", rounds, 1)
     steps = check_int("steps", steps, 2)
