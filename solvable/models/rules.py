@@ -14,6 +14,21 @@ References:
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import optimize as _opt
+from scipy import stats as _sps
+from torch import nn
+
+from ..backend import Backend
+from ..checks import check_choice, check_int
+from ..claims import Claim, Measurement, Params, Tolerance, param, register
+from ..tools import rules as _tr
+
 __all__: list[str] = []
 
 
@@ -23,3 +38,238 @@ __all__: list[str] = []
 
 # --------------------------------------------------------------------------------------------
 # Section B: rules.noise_scale_critical_batch and rules.adam_sqrt_network
+
+#
+# The model. Two small tanh networks at initialisation, each on its own task: a one-hidden-layer MLP
+# (d inputs, m hidden units, one output) regressing a random tanh teacher with the mean squared error,
+# and the same MLP with K outputs classifying Gaussian inputs by a random linear teacher (labels the
+# argmax of x^T W) with the cross-entropy. N examples; minibatches of B examples drawn with
+# replacement, so a batch gradient has covariance Sigma / B exactly (Sigma the per-example covariance).
+#
+# Predicted. McCandlish et al.'s quadratic model of one step: with G the full gradient, H the Hessian
+# and Sigma the per-example gradient covariance, E L(theta - eta g_B) - L = -eta |G|^2
+# + eta^2/2 (G^T H G + tr(H Sigma)/B); the loss decreases in expectation iff eta < 2 eta_opt(B) with
+# eta_opt(B) = eta_max / (1 + B_crit / B), B_crit = tr(H Sigma) / G^T H G (derived in
+# proofs_check/check_rules.py), and for H ~ I this is the simple noise scale B_noise = tr(Sigma)/|G|^2
+# (their B_simple), which needs only per-example gradients. eta(B) grows linearly below B_crit and is
+# flat above: 1/eta(B) = a (1 + (B_crit/B)^gamma) with gamma = 1.
+#
+# Measured (never calling the noise scale). The learning rate at which SGD stops decreasing the loss
+# in expectation: the largest eta whose mean over batch orders of L_T / L_0 is at most 1 after T = 4
+# steps (tools.rules.stable_lr, average="mean_square": the log-normal estimate of the mean ratio over
+# `seeds` batch orders, jackknife spread), at B = 1, 2, ..., 64, on both tasks. The critical batch
+# is read off the measured eta*(B) by fitting 1/eta = a (1 + (B_c/B)^gamma) (least squares on
+# log eta, three parameters): B_c is where the two asymptotes, eta ~ B^gamma and eta = 1/a, cross;
+# gamma is the fitted exponent of eta*(B) below B_c. Standard errors: delete-one jackknife over the
+# batch-order seeds (the same seeds serve every B, so deleting one re-runs the whole pipeline
+# without it).
+
+#: Batch sizes of the noise-scale claim (N = 64, with replacement) and the number of SGD steps of its
+#: "progress" criterion (E L_T <= L_0).
+NS_GRID = (1, 2, 4, 8, 16, 32, 64)
+NS_STEPS = 4
+#: Family-wise false-failure rate of the per-entry comparisons (Bonferroni over the entries).
+ALPHA = 1e-3
+TASKS = ("regression", "classification")
+
+
+def _z(K: int) -> float:
+    return float(_sps.norm.ppf(1.0 - ALPHA / (2 * K)))
+
+
+def noise_problem(task: str, N: int = 64, d: int = 4, m: int = 16, K: int = 3, seed: int = 0,
+                  dtype: torch.dtype = torch.float64) -> tuple[nn.Module, Any, tuple[torch.Tensor, torch.Tensor]]:
+    """The network at initialisation, its loss and data ``(X, Y)`` for ``task``; ``seed`` fixes all three.
+
+    ``"regression"``: ``f(x) = w_2^T tanh(W_1 x + b_1) + b_2`` (torch's default initialisation), targets
+    ``2 t(x)`` of a random tanh teacher ``t`` (8 hidden units), loss ``MSELoss``. ``"classification"``: the
+    same MLP with ``K`` outputs, labels ``argmax_k (x^T W)_k`` for a Gaussian ``W`` (d x K), loss
+    ``CrossEntropyLoss``. Inputs ``x ~ N(0, I_d)``, ``N`` examples.
+    """
+    check_choice("task", task, TASKS)
+    N = check_int("N", N, 2)
+    d = check_int("d", d, 1)
+    m = check_int("m", m, 1)
+    K = check_int("K", K, 2)
+    g = torch.Generator().manual_seed(int(seed))
+    out = 1 if task == "regression" else K
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        net = nn.Sequential(nn.Linear(d, m), nn.Tanh(), nn.Linear(m, out)).to(dtype)
+        teacher = nn.Sequential(nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, 1)).to(dtype)
+    X = torch.randn(N, d, generator=g, dtype=dtype)
+    if task == "regression":
+        with torch.no_grad():
+            Y = 2.0 * teacher(X)
+        return net, nn.MSELoss(), (X, Y)
+    W = torch.randn(d, K, generator=g, dtype=dtype)
+    return net, nn.CrossEntropyLoss(), (X, (X @ W).argmax(1))
+
+
+def simple_noise_scale(task: str, N: int = 64, d: int = 4, m: int = 16, seed: int = 0) -> float:
+    """``B_noise = tr(Sigma) / |G|^2`` of :func:`noise_problem` at initialisation (McCandlish et al. 2018,
+    ``B_simple``; :func:`solvable.tools.rules.noise_scale`): ``G`` the full-data gradient, ``Sigma`` the
+    per-example gradient covariance (mean over the ``N`` examples)."""
+    net, loss, data = noise_problem(task, N, d, m, seed=seed)
+    return float(_tr.noise_scale(net, loss, data)["B_noise"])
+
+
+def bend_form(B: Any, eta_max: float, B_crit: float, gamma: float = 1.0) -> np.ndarray:
+    """``eta(B) = eta_max / (1 + (B_crit / B)^gamma)``: McCandlish et al.'s ``eta_opt(B)`` at ``gamma = 1``
+    (linear below ``B_crit``, flat above); ``gamma`` is the exponent of ``eta`` for ``B << B_crit``."""
+    B = np.asarray(B, dtype=float)
+    return eta_max / (1.0 + (B_crit / B) ** gamma)
+
+
+def fit_bend(Bs: Any, etas: Any) -> tuple[float, float, float]:
+    """Least-squares fit of ``log eta = log eta_max - log(1 + (B_c/B)^gamma)`` to measured ``eta(B)``.
+
+    Returns ``(eta_max, B_c, gamma)``: ``B_c`` is where the asymptotes ``eta_max (B/B_c)^gamma`` and
+    ``eta_max`` cross (the measured critical batch), ``gamma`` the fitted exponent below it.
+    Parameters in logs (``log eta_max``, ``log B_c``, ``log gamma``), started from the ``gamma = 1`` fit
+    ``1/eta = a + b/B`` (linear least squares: ``B_c = b/a``).
+
+    >>> Bs = [1, 2, 4, 8, 16, 32, 64]
+    >>> [round(v, 6) for v in fit_bend(Bs, bend_form(Bs, 2.0, 5.0, 0.8))]
+    [2.0, 5.0, 0.8]
+    """
+    B = np.asarray(Bs, dtype=float)
+    e = np.asarray(etas, dtype=float)
+    if B.shape != e.shape or B.size < 4:
+        raise ValueError(f"Bs and etas have shapes {B.shape} and {e.shape}: they must match, with at least 4 points")
+    if not (np.all(B > 0) and np.all(np.isfinite(e)) and np.all(e > 0)):
+        raise ValueError("Bs and etas must be positive and finite")
+    A = np.stack([np.ones_like(B), 1.0 / B], axis=1)
+    (a, b), *_ = np.linalg.lstsq(A, 1.0 / e, rcond=None)
+    bc0 = b / a if (a > 0 and b > 0) else float(np.sqrt(B[0] * B[-1]))
+    em0 = 1.0 / a if a > 0 else float(e.max())
+    ly, lB = np.log(e), np.log(B)
+
+    def resid(q):
+        lem, lbc, lg = q
+        return lem - np.logaddexp(0.0, math.exp(lg) * (lbc - lB)) - ly
+
+    sol = _opt.least_squares(resid, [math.log(em0), math.log(bc0), 0.0], method="lm", xtol=1e-14, ftol=1e-14)
+    lem, lbc, lg = sol.x
+    return float(math.exp(lem)), float(math.exp(lbc)), float(math.exp(lg))
+
+
+@dataclass(frozen=True)
+class NoiseScaleParams(Params):
+    m: int = param(16, low=2, high=256, integer=True, domain=(12, 24), doc="hidden units m of both MLPs")
+    d: int = param(4, low=1, high=64, integer=True, domain=(3, 6), doc="input dimension d")
+    data_seed: int = param(0, low=0, integer=True, domain=(0, 10_000),
+                           doc="seed of both networks' initialisation and data")
+    seeds: int = param(16, low=4, high=64, integer=True, domain=(16, 20), doc="batch orders (seeds) per learning rate")
+
+
+_NS_N = 64
+
+
+def _predict_noise(p: NoiseScaleParams) -> list[float]:
+    return [simple_noise_scale(t, _NS_N, p.d, p.m, p.data_seed) for t in TASKS]
+
+
+def _measure_noise(p: NoiseScaleParams, backend: Backend, seed: int) -> Measurement:
+    Bs = list(NS_GRID)
+    bc, gam, se_bc, se_gam, etas, rel = [], [], [], [], [], []
+    ok_range, ok_flags = True, True
+    for t in TASKS:
+        net, loss, data = noise_problem(t, _NS_N, p.d, p.m, seed=p.data_seed)
+        r = _tr.stable_lr(net, loss, data, Bs, "sgd", steps=NS_STEPS, c=1.0, criterion="final",
+                          average="mean_square", seeds=p.seeds, grid=6, rounds=2, sampling="with",
+                          lr_range=(1e-3, 100.0), seed=seed)
+        _, b, g = fit_bend(Bs, r.lr)
+        # delete-one jackknife over the batch-order seeds (per_seed holds the thresholds without seed q)
+        jk = np.array([fit_bend(Bs, r.per_seed[:, q])[1:] for q in range(p.seeds)])
+        n = p.seeds
+        lj = np.log(jk)
+        se = np.sqrt((n - 1) / n * np.sum((lj - lj.mean(0)) ** 2, axis=0))
+        bc.append(b)
+        gam.append(g)
+        se_bc.append(float(se[0]))
+        se_gam.append(float(se[1]) * g)
+        etas.append(r.lr.tolist())
+        rel.append((r.stderr / r.lr).tolist())
+        ok_flags &= all(f == "" for f in r.out_of_range)
+        ok_range &= Bs[0] <= b <= Bs[-1]
+    # exponents of eta*(B) over the two ends of the grid, reported (log-log least squares with the
+    # jackknife-free textbook standard error)
+    from ..stats import loglog_slope
+
+    ends = {t: {"below (B <= 4)": (loglog_slope(Bs[:3], e[:3]).slope, loglog_slope(Bs[:3], e[:3]).stderr),
+                "above (B >= 16)": (loglog_slope(Bs[-3:], e[-3:]).slope, loglog_slope(Bs[-3:], e[-3:]).stderr)}
+            for t, e in zip(TASKS, etas)}
+    return Measurement(
+        value=bc,
+        stderr=se_bc,
+        checks={"thresholds_inside_the_lr_range": bool(ok_flags), "bend_inside_the_batch_grid": bool(ok_range)},
+        info={"B": Bs, "eta_star": dict(zip(TASKS, etas)), "eta_star_relative_stderr": dict(zip(TASKS, rel)),
+              "B_crit_measured": dict(zip(TASKS, bc)), "se_log_B_crit": dict(zip(TASKS, se_bc)),
+              "gamma_measured": dict(zip(TASKS, gam)), "se_gamma": dict(zip(TASKS, se_gam)),
+              "loglog_exponents_at_the_grid_ends": ends, "steps": NS_STEPS, "N": _NS_N,
+              "criterion": "E_batch-orders[L_T / L_0] <= 1 (log-normal estimate), T = 4, batches with replacement"})
+
+
+def _log_ratio_errors(predicted, measured) -> np.ndarray:
+    """Per entry ``|log(measured / predicted)|`` (``inf`` for a predicted critical batch of ``inf``)."""
+    pr = np.asarray(predicted, dtype=float).ravel()
+    me = np.asarray(measured, dtype=float).ravel()
+    if pr.shape != me.shape:
+        raise ValueError(f"predicted has shape {pr.shape} but measured has {me.shape}: shapes must match")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.abs(np.log(me) - np.log(pr))
+    return np.where(np.isnan(e), np.inf, e)
+
+
+#: The stated factor of the claim: the measured critical batch is within NS_FACTOR of B_noise. Over 20
+#: domain draws (10 parameter points x 2 tasks, 16-20 seeds) the ratio B_c / B_noise ranged over
+#: 0.35 .. 1.76 (regression 0.35 .. 1.34, mostly below 1; classification 0.57 .. 1.76), i.e. within a
+#: factor 2.9; the quadratic model's own critical batch is tr(H Sigma) / G^T H G, which B_noise
+#: replaces by tr(Sigma) / |G|^2 (equal only for H ~ I), and the networks are not quadratic over T = 4
+#: steps at eta ~ 2 eta_opt.
+NS_FACTOR = 3.0
+
+
+def _tol_noise(p: NoiseScaleParams, m: Measurement, be: Backend) -> Tolerance:
+    se = np.asarray(m.stderr, dtype=float)
+    z = _z(se.size)
+    return Tolerance(math.log(NS_FACTOR) + z * se,
+                     f"per entry, on |log(B_c / B_noise)|: log {NS_FACTOR:g} (the claim's stated factor: the measured "
+                     f"range of B_c / B_noise over 20 domain draws was 0.35 .. 1.76; B_noise is B_crit = "
+                     f"tr(H Sigma)/G^T H G with H replaced by I) + z = {z:.2f} standard errors of log B_c (delete-one "
+                     f"jackknife over the batch-order seeds; Bonferroni over the {se.size} entries, family-wise "
+                     f"{ALPHA:g})")
+
+
+register(Claim(
+    id="rules.noise_scale_critical_batch",
+    statement=("On two small tanh MLPs at initialisation (a regression on a random teacher with the squared error, "
+               "and a 3-class classification with the cross-entropy; N = 64 examples, batches with replacement), "
+               "the critical batch B_c of the largest learning rate eta*(B) at which T = 4 SGD steps still decrease "
+               "the loss in expectation (E L_T <= L_0 over batch orders) agrees with the simple gradient noise scale "
+               "B_noise = tr(Sigma)/|G|^2 at the start point within a factor 3; B_c is read off eta*(B), "
+               "B = 1 .. 64, by fitting 1/eta = a (1 + (B_c/B)^gamma) (the crossing of eta ~ B^gamma and its "
+               "plateau). predicted/measured = [B_c (regression), B_c (classification)]. Measured: B_c/B_noise "
+               "in 0.35 .. 1.76 over the domain (B_noise 1-12), gamma 0.8 .. 1.7 (McCandlish: 1): the factor "
+               "is B_noise's neglect of the Hessian weighting (B_crit = tr(H Sigma)/G^T H G) and the non-quadratic "
+               "steps. Over longer horizons it fails: with T = 30 the classification bend moves to 3-5 x "
+               "B_noise (the cross-entropy keeps decreasing at large steps) and the regression one to 0.5 x."),
+    reference=("McCandlish, Kaplan, Amodei et al. 2018 (arXiv 1812.06162), Sec. 2.2 and App. A (B_simple, "
+               "eta_opt(B) = eta_max / (1 + B_noise/B)); the criterion and the fit derived here"),
+    params=NoiseScaleParams,
+    predicted=_predict_noise,
+    measured=_measure_noise,
+    error=_log_ratio_errors,
+    tolerance=_tol_noise,
+    sweep="m", sweep_values=(12, 16, 24),
+    summary=lambda v: v[0], summary_label="critical batch (regression)",
+    backends=("torch",),
+    mutants={
+        "tr Sigma summed over the examples, not averaged (N B_noise)":
+            lambda p: [_NS_N * b for b in _predict_noise(p)],
+        "ratio inverted: |G|^2 / tr Sigma": lambda p: [1.0 / b for b in _predict_noise(p)],
+        "no critical batch (pure linear rule eta ~ B)": lambda p: [math.inf, math.inf],
+    },
+    closed_forms=("simple_noise_scale",),
+))
