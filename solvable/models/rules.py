@@ -25,7 +25,7 @@ from scipy import stats as _sps
 from torch import nn
 
 from ..backend import Backend
-from ..checks import check_choice, check_int
+from ..checks import check_choice, check_int, check_range
 from ..claims import Claim, Measurement, Params, Tolerance, param, register
 from ..tools import rules as _tr
 
@@ -272,4 +272,137 @@ register(Claim(
         "no critical batch (pure linear rule eta ~ B)": lambda p: [math.inf, math.inf],
     },
     closed_forms=("simple_noise_scale",),
+))
+
+
+# --- Adam: the square-root rule on a network --------------------------------------------------
+#
+# The model. A tanh MLP (d inputs, m hidden units) started at a teacher's weights: the targets are
+# the teacher's outputs plus label noise sigma z, so the start point is a noisy minimum (the gradient
+# G is O(sigma/sqrt(N)) while each example's gradient is O(sigma): B_noise ~ N) and the batch gradient
+# is dominated by noise at every B. Adam (beta_1 = 0.9, beta_2 = 0.999, bias correction), batches with
+# replacement.
+#
+# Why a square root (derived here, the network analogue of scaling.adam_sqrt). In the noise-dominated
+# regime Adam's second moment is v ~ E g_B^2 = V / B, so its step eta m / sqrt(v) is SGD with the
+# learning rate eta sqrt(B / V): B enters the effective learning rate as sqrt(B). The loss excess of
+# SGD with learning rate eta' and batch noise Sigma / B scales as eta' / B; for Adam it scales as
+# eta sqrt(B) / B = eta / sqrt(B), so the learning rate at which the loss grows by a fixed factor
+# scales as sqrt(B) (SGD: as B, the linear rule). Above a critical batch B_c the bias-corrected first
+# steps, sign-like steps of length ~eta per coordinate whatever B, cap eta*: the exponent falls to 0.
+# This differs from the least-squares model with a frozen preconditioner (scaling.adam_sqrt), where
+# eta* falls as 1/sqrt(B) above B*: there v is the exact second moment; here Adam starts from v = 0.
+#
+# Measured. eta*(B) = the largest eta whose full-data loss, checked every 5 steps for T = 100 steps,
+# never exceeds 2 L_0 (mean over batch orders, log-normal estimate; tools.rules.stable_lr with
+# criterion="max", c = 2). Why that criterion: Adam's steps are bounded by ~eta and its
+# preconditioner grows with the gradients, so past the threshold a run does not diverge, it settles
+# at a higher loss; linear (late-growth) stability never fails, and the usable-learning-rate notion
+# is the growth of the loss above its noise floor L_0 ~ sigma^2. Fitted exponents: log-log least
+# squares of eta*(B) over B = 1, 2, 4, 8 (below) and B = 32, 64, 128 (above), standard errors by the
+# delete-one jackknife over the batch-order seeds.
+
+ADAM_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
+ADAM_BELOW = (1, 2, 4, 8)
+ADAM_ABOVE = (32, 64, 128)
+ADAM_STEPS = 100
+_ADAM_N = 128
+
+
+def adam_problem(N: int = 128, d: int = 4, m: int = 8, sigma: float = 0.5, seed: int = 0,
+                 dtype: torch.dtype = torch.float64) -> tuple[nn.Module, Any, tuple[torch.Tensor, torch.Tensor]]:
+    """A tanh MLP ``f(x) = w_2^T tanh(W_1 x + b_1) + b_2`` (torch's default initialisation) at the teacher's
+    weights, and data ``(X, f(X) + sigma z)`` with ``x, z`` standard normal: a noisy minimum (``B_noise ~ N``)."""
+    N = check_int("N", N, 2)
+    d = check_int("d", d, 1)
+    m = check_int("m", m, 1)
+    sigma = check_range("sigma", sigma, 0.0, None, low_open=True)
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        net = nn.Sequential(nn.Linear(d, m), nn.Tanh(), nn.Linear(m, 1)).to(dtype)
+    X = torch.randn(N, d, generator=g, dtype=dtype)
+    with torch.no_grad():
+        Y = net(X) + sigma * torch.randn(N, 1, generator=g, dtype=dtype)
+    return net, nn.MSELoss(), (X, Y)
+
+
+def adam_sqrt_exponents() -> tuple[float, float]:
+    """The exponents of Adam's ``eta*(B)`` in the noise-dominated regime: ``1/2`` below the critical batch
+    (effective learning rate ``eta sqrt(B/V)``, module comment), ``0`` above (bias-corrected sign-like
+    first steps)."""
+    return 0.5, 0.0
+
+
+@dataclass(frozen=True)
+class AdamNetworkParams(Params):
+    m: int = param(8, low=2, high=128, integer=True, domain=(6, 10), doc="hidden units m")
+    d: int = param(4, low=1, high=64, integer=True, domain=(3, 5), doc="input dimension d")
+    sigma: float = param(0.5, low=0, low_open=True, high=10, domain=(0.3, 1.0), log=True, doc="label noise sigma")
+    data_seed: int = param(0, low=0, integer=True, domain=(0, 10_000), doc="seed of the teacher and the data")
+    seeds: int = param(8, low=4, high=64, integer=True, domain=(8, 10), doc="batch orders (seeds) per learning rate")
+
+
+def _slopes(Bs: list[int], etas: np.ndarray) -> tuple[float, float]:
+    from ..stats import loglog_slope
+
+    lo = [Bs.index(b) for b in ADAM_BELOW]
+    hi = [Bs.index(b) for b in ADAM_ABOVE]
+    return (loglog_slope(ADAM_BELOW, etas[lo]).slope, loglog_slope(ADAM_ABOVE, etas[hi]).slope)
+
+
+def _measure_adam_net(p: AdamNetworkParams, backend: Backend, seed: int) -> Measurement:
+    Bs = list(ADAM_GRID)
+    net, loss, data = adam_problem(_ADAM_N, p.d, p.m, p.sigma, seed=p.data_seed)
+    r = _tr.stable_lr(net, loss, data, Bs, "adam", steps=ADAM_STEPS, c=2.0, criterion="max", every=5,
+                      average="mean_square", seeds=p.seeds, grid=6, rounds=2, sampling="with",
+                      lr_range=(1e-3, 3.0), seed=seed)
+    s = _slopes(Bs, r.lr)
+    jk = np.array([_slopes(Bs, r.per_seed[:, q]) for q in range(p.seeds)])
+    n = p.seeds
+    se = np.sqrt((n - 1) / n * np.sum((jk - jk.mean(0)) ** 2, axis=0))
+    _, bc, gam = fit_bend(Bs, r.lr)
+    return Measurement(
+        value=list(s), stderr=se.tolist(),
+        checks={"thresholds_inside_the_lr_range": all(f == "" for f in r.out_of_range)},
+        info={"B": Bs, "eta_star": r.lr.tolist(), "eta_star_relative_stderr": (r.stderr / r.lr).tolist(),
+              "bend_fit_B_c": bc, "bend_fit_gamma": gam, "steps": ADAM_STEPS, "N": _ADAM_N,
+              "criterion": r.definition})
+
+
+def _tol_adam_net(p: AdamNetworkParams, m: Measurement, be: Backend) -> Tolerance:
+    se = np.asarray(m.stderr, dtype=float)
+    z = _z(se.size)
+    return Tolerance(z * se, f"per entry, absolute: z = {z:.2f} delete-one jackknife standard errors over the "
+                             f"batch-order seeds (Bonferroni over the {se.size} exponents, family-wise {ALPHA:g})")
+
+
+register(Claim(
+    id="rules.adam_sqrt_network",
+    statement=("Adam (beta_1 = 0.9, beta_2 = 0.999, bias correction) on a tanh MLP started at a noisy minimum "
+               "(a teacher's weights, targets with label noise sigma; N = 128, batches with replacement): the "
+               "largest learning rate eta*(B) whose loss stays below 2 L_0 for T = 100 steps grows as sqrt(B) "
+               "below its critical batch (fitted log-log exponent over B = 1 .. 8 equal to 1/2 within z "
+               "standard errors) and is flat above it (exponent over B = 32 .. 128 equal to 0): the square-root "
+               "rule holds only for B << B_c, as in scaling.adam_sqrt, but above B_c eta* does not fall as "
+               "1/sqrt(B) (the frozen-preconditioner prediction) because Adam's bias-corrected first steps "
+               "are sign-like steps of length ~eta whatever B. predicted/measured = [exponent below, "
+               "exponent above]."),
+    reference=("derived here (noise-dominated effective learning rate eta sqrt(B/V)); Malladi, Lyu, Panigrahi, "
+               "Arora 2022 (arXiv 2205.10287), the square-root scaling rule for Adam; Granziol, Zohren, Roberts "
+               "2022 (arXiv 2006.09092), Sec. 5; Kingma and Ba 2015 (arXiv 1412.6980)"),
+    params=AdamNetworkParams,
+    predicted=lambda p: list(adam_sqrt_exponents()),
+    measured=_measure_adam_net,
+    error=lambda pr, me: np.abs(np.asarray(me, dtype=float) - np.asarray(pr, dtype=float)),
+    tolerance=_tol_adam_net,
+    sweep="sigma", sweep_values=(0.3, 0.5, 1.0),
+    summary=lambda v: v[0], summary_label="exponent of eta*(B) below the critical batch",
+    backends=("torch",),
+    mutants={
+        "linear rule below the critical batch (exponent 1)": lambda p: [1.0, 0.0],
+        "square-root rule past the critical batch (exponent 1/2 above)": lambda p: [0.5, 0.5],
+        "frozen-preconditioner model above B* (exponent -1/2, scaling.adam_sqrt)": lambda p: [0.5, -0.5],
+    },
+    closed_forms=("adam_sqrt_exponents",),
 ))
