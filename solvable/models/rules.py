@@ -301,11 +301,20 @@ register(Claim(
 # is the growth of the loss above its noise floor L_0 ~ sigma^2. Fitted exponents: log-log least
 # squares of eta*(B) over B = 1, 2, 4, 8 (below) and B = 32, 64, 128 (above), standard errors by the
 # delete-one jackknife over the batch-order seeds.
+#
+# What was measured (12 seeds, 16 draws of m in 6-10, d in 3-5, sigma in 0.7-1.2): the exponent below
+# is 0.48 .. 0.69 (mean 0.57), not exactly 1/2: v also holds the squared full gradient, which grows as
+# the run leaves the minimum, and a B-independent part of v pushes the exponent towards the linear
+# rule's 1 (with the criterion L <= 1.25 L_0 instead of 2 L_0 it drops to 0.4-0.6, but the bend then
+# leaves the grid). The bend (fitted 1/eta = a (1 + (B_c/B)^gamma)) is at B_c = 11 .. 42 and the
+# exponent above is -0.02 .. 0.22. For sigma < 0.5 the bend moves to B_c ~ 60-100, past the grid's
+# "above" range, so the domain is sigma >= 0.7 (and d <= 4: one d = 5 draw had 0.22 +- 0.055 above).
 
-ADAM_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
+ADAM_GRID = (1, 2, 4, 8, 32, 64, 128)
 ADAM_BELOW = (1, 2, 4, 8)
 ADAM_ABOVE = (32, 64, 128)
 ADAM_STEPS = 100
+ADAM_C = 2.0
 _ADAM_N = 128
 
 
@@ -337,10 +346,10 @@ def adam_sqrt_exponents() -> tuple[float, float]:
 @dataclass(frozen=True)
 class AdamNetworkParams(Params):
     m: int = param(8, low=2, high=128, integer=True, domain=(6, 10), doc="hidden units m")
-    d: int = param(4, low=1, high=64, integer=True, domain=(3, 5), doc="input dimension d")
-    sigma: float = param(0.5, low=0, low_open=True, high=10, domain=(0.3, 1.0), log=True, doc="label noise sigma")
+    d: int = param(3, low=1, high=64, integer=True, domain=(3, 4), doc="input dimension d")
+    sigma: float = param(0.8, low=0, low_open=True, high=10, domain=(0.7, 1.2), log=True, doc="label noise sigma")
     data_seed: int = param(0, low=0, integer=True, domain=(0, 10_000), doc="seed of the teacher and the data")
-    seeds: int = param(8, low=4, high=64, integer=True, domain=(8, 10), doc="batch orders (seeds) per learning rate")
+    seeds: int = param(12, low=4, high=64, integer=True, domain=(12, 14), doc="batch orders (seeds) per learning rate")
 
 
 def _slopes(Bs: list[int], etas: np.ndarray) -> tuple[float, float]:
@@ -354,7 +363,7 @@ def _slopes(Bs: list[int], etas: np.ndarray) -> tuple[float, float]:
 def _measure_adam_net(p: AdamNetworkParams, backend: Backend, seed: int) -> Measurement:
     Bs = list(ADAM_GRID)
     net, loss, data = adam_problem(_ADAM_N, p.d, p.m, p.sigma, seed=p.data_seed)
-    r = _tr.stable_lr(net, loss, data, Bs, "adam", steps=ADAM_STEPS, c=2.0, criterion="max", every=5,
+    r = _tr.stable_lr(net, loss, data, Bs, "adam", steps=ADAM_STEPS, c=ADAM_C, criterion="max", every=5,
                       average="mean_square", seeds=p.seeds, grid=6, rounds=2, sampling="with",
                       lr_range=(1e-3, 3.0), seed=seed)
     s = _slopes(Bs, r.lr)
@@ -387,7 +396,10 @@ register(Claim(
                "rule holds only for B << B_c, as in scaling.adam_sqrt, but above B_c eta* does not fall as "
                "1/sqrt(B) (the frozen-preconditioner prediction) because Adam's bias-corrected first steps "
                "are sign-like steps of length ~eta whatever B. predicted/measured = [exponent below, "
-               "exponent above]."),
+               "exponent above], each within z jackknife standard errors. Measured below: 0.48 .. 0.69 (mean "
+               "0.57; the pure 1/2 is the limit of a noise-dominated second moment, the full gradient's share "
+               "of v pulls it towards 1); bend at B_c = 11 .. 42. Asserted for sigma in [0.7, 1.2]: for "
+               "sigma < 0.5 the bend moves past B = 32 and the 'above' exponent reads 0.3 .. 0.6."),
     reference=("derived here (noise-dominated effective learning rate eta sqrt(B/V)); Malladi, Lyu, Panigrahi, "
                "Arora 2022 (arXiv 2205.10287), the square-root scaling rule for Adam; Granziol, Zohren, Roberts "
                "2022 (arXiv 2006.09092), Sec. 5; Kingma and Ba 2015 (arXiv 1412.6980)"),
