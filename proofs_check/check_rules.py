@@ -132,3 +132,139 @@ def check_linearized_threshold_is_the_enumerated_spectral_radius(seed, NB, sampl
     hi = 2.0 / (np.linalg.eigvalsh(K)[-1] / N) * 1.0001
     root = brentq(lambda e: _enumerated_radius(K, B, sampling, e) - 1.0, 1e-6 * hi, hi, xtol=1e-14, rtol=1e-12)
     assert abs(got - root) <= 1e-7 * root, (got, root)
+
+
+# --------------------------------------------------------------------------------------------
+# rules.noise_scale_critical_batch and rules.adam_sqrt_network (Section B of solvable.models.rules)
+
+from solvable.models import rules as MR  # noqa: E402
+from solvable.testing import proves  # noqa: E402
+
+
+def _batches_with(N, B):
+    return list(itertools.product(range(N), repeat=B))
+
+
+@proves("rules.noise_scale_critical_batch")
+def check_expected_one_step_change_of_a_quadratic_from_enumerated_batches():
+    """E_b L(theta - eta g_b) - L(theta) for a quadratic L = (1/N) sum_i l_i, l_i = 1/2 theta^T H theta - a_i^T theta
+    (per-example gradients g_i = H theta - a_i), enumerated over every batch of B draws with replacement:
+    -eta |G|^2 + eta^2/2 (G^T H G + tr(H Sigma)/B) with Sigma = (1/N) sum_i (g_i - G)(g_i - G)^T (the 1/N
+    of the noise scale's covariance, not a sum over examples)."""
+    N, P = 3, 2
+    eta = sp.Symbol("eta", positive=True)
+    h = sp.Matrix(2, 2, lambda i, j: sp.Symbol(f"h{min(i, j)}{max(i, j)}", real=True))
+    th = sp.Matrix(P, 1, lambda i, j: sp.Symbol(f"t{i}", real=True))
+    a = [sp.Matrix(P, 1, lambda i, j, k=k: sp.Symbol(f"a{k}{i}", real=True)) for k in range(N)]
+    L = lambda t: (t.T * h * t)[0] / 2 - sum(((ak.T * t)[0] for ak in a)) / N  # noqa: E731
+    g = [h * th - ak for ak in a]
+    G = sum(g, sp.zeros(P, 1)) / N
+    Sigma = sum(((gi - G) * (gi - G).T for gi in g), sp.zeros(P, P)) / N
+    for B in (1, 2, 3):
+        bs = _batches_with(N, B)
+        E = sum(L(th - eta * sum((g[i] for i in b), sp.zeros(P, 1)) / B) for b in bs) / len(bs) - L(th)
+        closed = -eta * (G.T * G)[0] + eta**2 / 2 * ((G.T * h * G)[0] + (h * Sigma).trace() / B)
+        assert sp.expand(E - closed) == 0, B
+
+
+@proves("rules.noise_scale_critical_batch")
+def check_mccandlish_rule_from_the_second_order_loss_change():
+    """Minimising the expected change over eta gives eta_opt(B) = eta_max / (1 + B_crit/B) with
+    eta_max = |G|^2 / G^T H G and B_crit = tr(H Sigma) / G^T H G; the change is <= 0 (the claim's E L_1 <= L_0)
+    iff eta <= 2 eta_opt(B), the same bend; with H = I, B_crit = tr(Sigma)/|G|^2 = B_noise."""
+    eta, B, g2, gHg, trHS, trS = sp.symbols("eta B g2 gHg trHS trS", positive=True)
+    dL = -eta * g2 + eta**2 / 2 * (gHg + trHS / B)
+    opt = sp.solve(sp.diff(dL, eta), eta)
+    assert len(opt) == 1
+    eta_max, B_crit = g2 / gHg, trHS / gHg
+    assert sp.simplify(opt[0] - eta_max / (1 + B_crit / B)) == 0
+    zeros = [z for z in sp.solve(dL, eta) if z != 0]
+    assert len(zeros) == 1 and sp.simplify(zeros[0] - 2 * opt[0]) == 0
+    # H = I: G^T H G = |G|^2 and tr(H Sigma) = tr(Sigma)
+    assert sp.simplify(B_crit.subs({gHg: g2, trHS: trS}) - trS / g2) == 0
+    # the bend form used by the fit: 1/eta_opt is affine in 1/B, and gamma = 1 is McCandlish's exponent
+    assert sp.simplify(1 / opt[0] - (1 / eta_max) * (1 + B_crit / B)) == 0
+    Bs = [1, 2, 4, 8, 16, 32, 64]
+    em, bc, gam = MR.fit_bend(Bs, [float(2 * (3.0 / 5.0) / (1 + 7.0 / b)) for b in Bs])
+    assert abs(bc - 7.0) < 1e-6 and abs(gam - 1.0) < 1e-6 and abs(em - 1.2) < 1e-6
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 10_000))
+@proves("rules.noise_scale_critical_batch")
+def check_noise_scale_of_linear_regression_in_closed_form(seed):
+    """For f(x) = w^T x with loss (f - y)^2 / 2 the per-example gradient is r_i x_i (r = Xw - y): sympy gives
+    B_noise = ((1/N) sum_i r_i^2 |x_i|^2 - |X^T r / N|^2) / |X^T r / N|^2, checked against tools.rules.noise_scale."""
+    N, d = 3, 2
+    w = sp.Matrix(d, 1, lambda i, j: sp.Symbol(f"w{i}", real=True))
+    Xs = sp.Matrix(N, d, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))
+    ys = sp.Matrix(N, 1, lambda i, j: sp.Symbol(f"y{i}", real=True))
+    gi = [sp.Matrix([sp.diff(((Xs[i, :] * w)[0] - ys[i]) ** 2 / 2, v) for v in w]) for i in range(N)]
+    r = Xs * w - ys
+    for i in range(N):
+        assert sp.expand(gi[i] - r[i] * Xs[i, :].T) == sp.zeros(d, 1)
+    G = sum(gi, sp.zeros(d, 1)) / N
+    trS = sum(((g - G).T * (g - G))[0] for g in gi) / N
+    closed = (sum(r[i] ** 2 * (Xs[i, :] * Xs[i, :].T)[0] for i in range(N)) / N - (G.T * G)[0]) / (G.T * G)[0]
+    assert sp.simplify(trS / (G.T * G)[0] - closed) == 0
+    rng = np.random.default_rng(seed)
+    Nn, dn = 12, 3
+    X = rng.standard_normal((Nn, dn))
+    y = rng.standard_normal(Nn)
+    wv = rng.standard_normal(dn)
+    net = torch.nn.Linear(dn, 1, bias=False).double()
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor(wv)[None, :])
+    half_sq = lambda o, t: ((o - t) ** 2).mean() / 2          # noqa: E731
+    got = R.noise_scale(net, half_sq, (torch.tensor(X), torch.tensor(y)[:, None]))["B_noise"]
+    rv = X @ wv - y
+    Gv = X.T @ rv / Nn
+    want = (np.mean(rv**2 * np.sum(X**2, axis=1)) - Gv @ Gv) / (Gv @ Gv)
+    assert abs(got - want) <= 1e-10 * want
+
+
+@proves("rules.adam_sqrt_network")
+def check_adam_noise_dominated_second_moment_and_effective_rate():
+    """Enumerating batches with replacement, E g_B^2 = V/B + G^2 per coordinate (V the per-example variance);
+    at a noisy minimum (G = 0) Adam's step eta g / sqrt(v) is SGD with learning rate eta sqrt(B / V)."""
+    N = 3
+    gs = sp.symbols("g0:3", real=True)
+    eta, V = sp.symbols("eta V", positive=True)
+    G = sum(gs) / N
+    Vexpr = sum((x - G) ** 2 for x in gs) / N
+    for B in (1, 2, 3):
+        bs = _batches_with(N, B)
+        E2 = sum((sum(gs[i] for i in b) / B) ** 2 for b in bs) / len(bs)
+        assert sp.expand(E2 - (Vexpr / B + G**2)) == 0, B
+    Bs = sp.Symbol("B", positive=True)
+    assert sp.simplify(eta / sp.sqrt(V / Bs) - eta * sp.sqrt(Bs / V)) == 0
+
+
+@proves("rules.adam_sqrt_network")
+def check_square_root_exponent_from_the_stationary_excess_loss():
+    """1-D quadratic l = h theta^2/2, noisy gradient h theta + xi with Var xi = V/B. SGD at rate e: the stationary
+    variance of theta' = (1 - e h) theta - e xi solves s = (1 - e h)^2 s + e^2 V/B; the excess loss h s / 2
+    reaching a fixed level L fixes the largest rate. Adam's rate e = eta sqrt(B/V): d log eta*/d log B -> 1/2 as
+    e h -> 0 (SGD, e = eta: -> 1, the linear rule); the bias-corrected first Adam step eta m1/sqrt(v1) =
+    eta g/|g| does not depend on B (the exponent 0 above the bend)."""
+    e, h, V, B, L, s, eta, g = sp.symbols("e h V B L s eta g", positive=True)
+    s_st = sp.solve(sp.Eq(s, (1 - e * h) ** 2 * s + e**2 * V / B), s)[0]
+    excess = sp.simplify(h * s_st / 2)
+    assert sp.simplify(excess - e * V / (2 * B * (2 - e * h))) == 0
+    # leading order in e h: excess = e V / (4 B)
+    lead = sp.limit(excess / e, e, 0)
+    assert sp.simplify(lead - V / (4 * B)) == 0
+    adam = sp.simplify(lead * eta * sp.sqrt(B / V))   # excess at e = eta sqrt(B/V)
+    eta_star_adam = sp.solve(sp.Eq(adam, L), eta)[0]
+    eta_star_sgd = sp.solve(sp.Eq(lead * eta, L), eta)[0]
+    exp_adam = sp.simplify(B * sp.diff(sp.log(eta_star_adam), B))
+    exp_sgd = sp.simplify(B * sp.diff(sp.log(eta_star_sgd), B))
+    below, above = MR.adam_sqrt_exponents()
+    assert exp_adam == sp.Rational(1, 2) and sp.nsimplify(below) == exp_adam
+    assert exp_sgd == 1
+    # first bias-corrected Adam step (m_0 = v_0 = 0): m1_hat = g, v1_hat = g^2 for every beta1, beta2
+    b1, b2 = sp.symbols("beta1 beta2", positive=True)
+    m1 = ((1 - b1) * g) / (1 - b1)
+    v1 = ((1 - b2) * g**2) / (1 - b2)
+    step = sp.simplify(eta * m1 / sp.sqrt(v1))
+    assert step == eta and sp.diff(step, B) == 0 and above == 0.0

@@ -15,13 +15,20 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from scipy import optimize as _opt
+from scipy import stats as _sps
+from torch import nn
 
 from ..backend import Backend
+from ..checks import check_choice, check_int, check_range
 from ..claims import Claim, Measurement, Params, Tolerance, param, register, relative_errors
+from ..tools import rules as _tr
 
 __all__: list[str] = ["linearized_ms_threshold"]
 
@@ -226,3 +233,398 @@ register(Claim(
 
 # --------------------------------------------------------------------------------------------
 # Section B: rules.noise_scale_critical_batch and rules.adam_sqrt_network
+
+#
+# The model. Two small tanh networks at initialisation, each on its own task: a one-hidden-layer MLP
+# (d inputs, m hidden units, one output) regressing a random tanh teacher with the mean squared error,
+# and the same MLP with K outputs classifying Gaussian inputs by a random linear teacher (labels the
+# argmax of x^T W) with the cross-entropy. N examples; minibatches of B examples drawn with
+# replacement, so a batch gradient has covariance Sigma / B exactly (Sigma the per-example covariance).
+#
+# Predicted. McCandlish et al.'s quadratic model of one step: with G the full gradient, H the Hessian
+# and Sigma the per-example gradient covariance, E L(theta - eta g_B) - L = -eta |G|^2
+# + eta^2/2 (G^T H G + tr(H Sigma)/B); the loss decreases in expectation iff eta < 2 eta_opt(B) with
+# eta_opt(B) = eta_max / (1 + B_crit / B), B_crit = tr(H Sigma) / G^T H G (derived in
+# proofs_check/check_rules.py), and for H ~ I this is the simple noise scale B_noise = tr(Sigma)/|G|^2
+# (their B_simple), which needs only per-example gradients. eta(B) grows linearly below B_crit and is
+# flat above: 1/eta(B) = a (1 + (B_crit/B)^gamma) with gamma = 1.
+#
+# Measured (never calling the noise scale). The learning rate at which SGD stops decreasing the loss
+# in expectation: the largest eta whose mean over batch orders of L_T / L_0 is at most 1 after T = 4
+# steps (tools.rules.stable_lr, average="mean_square": the log-normal estimate of the mean ratio over
+# `seeds` batch orders, jackknife spread), at B = 1, 2, ..., 64, on both tasks. The critical batch
+# is read off the measured eta*(B) by fitting 1/eta = a (1 + (B_c/B)^gamma) (least squares on
+# log eta, three parameters): B_c is where the two asymptotes, eta ~ B^gamma and eta = 1/a, cross;
+# gamma is the fitted exponent of eta*(B) below B_c. Standard errors: delete-one jackknife over the
+# batch-order seeds (the same seeds serve every B, so deleting one re-runs the whole pipeline
+# without it).
+
+#: Batch sizes of the noise-scale claim (N = 64, with replacement) and the number of SGD steps of its
+#: "progress" criterion (E L_T <= L_0).
+NS_GRID = (1, 2, 4, 8, 16, 32, 64)
+NS_STEPS = 4
+#: Family-wise false-failure rate of the per-entry comparisons (Bonferroni over the entries).
+ALPHA = 1e-3
+TASKS = ("regression", "classification")
+
+
+def _z(K: int) -> float:
+    return float(_sps.norm.ppf(1.0 - ALPHA / (2 * K)))
+
+
+def noise_problem(task: str, N: int = 64, d: int = 4, m: int = 16, K: int = 3, seed: int = 0,
+                  dtype: torch.dtype = torch.float64) -> tuple[nn.Module, Any, tuple[torch.Tensor, torch.Tensor]]:
+    """The network at initialisation, its loss and data ``(X, Y)`` for ``task``; ``seed`` fixes all three.
+
+    ``"regression"``: ``f(x) = w_2^T tanh(W_1 x + b_1) + b_2`` (torch's default initialisation), targets
+    ``2 t(x)`` of a random tanh teacher ``t`` (8 hidden units), loss ``MSELoss``. ``"classification"``: the
+    same MLP with ``K`` outputs, labels ``argmax_k (x^T W)_k`` for a Gaussian ``W`` (d x K), loss
+    ``CrossEntropyLoss``. Inputs ``x ~ N(0, I_d)``, ``N`` examples.
+    """
+    check_choice("task", task, TASKS)
+    N = check_int("N", N, 2)
+    d = check_int("d", d, 1)
+    m = check_int("m", m, 1)
+    K = check_int("K", K, 2)
+    g = torch.Generator().manual_seed(int(seed))
+    out = 1 if task == "regression" else K
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        net = nn.Sequential(nn.Linear(d, m), nn.Tanh(), nn.Linear(m, out)).to(dtype)
+        teacher = nn.Sequential(nn.Linear(d, 8), nn.Tanh(), nn.Linear(8, 1)).to(dtype)
+    X = torch.randn(N, d, generator=g, dtype=dtype)
+    if task == "regression":
+        with torch.no_grad():
+            Y = 2.0 * teacher(X)
+        return net, nn.MSELoss(), (X, Y)
+    W = torch.randn(d, K, generator=g, dtype=dtype)
+    return net, nn.CrossEntropyLoss(), (X, (X @ W).argmax(1))
+
+
+def simple_noise_scale(task: str, N: int = 64, d: int = 4, m: int = 16, seed: int = 0) -> float:
+    """``B_noise = tr(Sigma) / |G|^2`` of :func:`noise_problem` at initialisation (McCandlish et al. 2018,
+    ``B_simple``; :func:`solvable.tools.rules.noise_scale`): ``G`` the full-data gradient, ``Sigma`` the
+    per-example gradient covariance (mean over the ``N`` examples)."""
+    net, loss, data = noise_problem(task, N, d, m, seed=seed)
+    return float(_tr.noise_scale(net, loss, data)["B_noise"])
+
+
+def bend_form(B: Any, eta_max: float, B_crit: float, gamma: float = 1.0) -> np.ndarray:
+    """``eta(B) = eta_max / (1 + (B_crit / B)^gamma)``: McCandlish et al.'s ``eta_opt(B)`` at ``gamma = 1``
+    (linear below ``B_crit``, flat above); ``gamma`` is the exponent of ``eta`` for ``B << B_crit``."""
+    B = np.asarray(B, dtype=float)
+    return eta_max / (1.0 + (B_crit / B) ** gamma)
+
+
+def fit_bend(Bs: Any, etas: Any) -> tuple[float, float, float]:
+    """Least-squares fit of ``log eta = log eta_max - log(1 + (B_c/B)^gamma)`` to measured ``eta(B)``.
+
+    Returns ``(eta_max, B_c, gamma)``: ``B_c`` is where the asymptotes ``eta_max (B/B_c)^gamma`` and
+    ``eta_max`` cross (the measured critical batch), ``gamma`` the fitted exponent below it.
+    Parameters in logs (``log eta_max``, ``log B_c``, ``log gamma``), started from the ``gamma = 1`` fit
+    ``1/eta = a + b/B`` (linear least squares: ``B_c = b/a``).
+
+    >>> Bs = [1, 2, 4, 8, 16, 32, 64]
+    >>> [round(v, 6) for v in fit_bend(Bs, bend_form(Bs, 2.0, 5.0, 0.8))]
+    [2.0, 5.0, 0.8]
+    """
+    B = np.asarray(Bs, dtype=float)
+    e = np.asarray(etas, dtype=float)
+    if B.shape != e.shape or B.size < 4:
+        raise ValueError(f"Bs and etas have shapes {B.shape} and {e.shape}: they must match, with at least 4 points")
+    if not (np.all(B > 0) and np.all(np.isfinite(e)) and np.all(e > 0)):
+        raise ValueError("Bs and etas must be positive and finite")
+    A = np.stack([np.ones_like(B), 1.0 / B], axis=1)
+    (a, b), *_ = np.linalg.lstsq(A, 1.0 / e, rcond=None)
+    bc0 = b / a if (a > 0 and b > 0) else float(np.sqrt(B[0] * B[-1]))
+    em0 = 1.0 / a if a > 0 else float(e.max())
+    ly, lB = np.log(e), np.log(B)
+
+    def resid(q):
+        lem, lbc, lg = q
+        return lem - np.logaddexp(0.0, math.exp(lg) * (lbc - lB)) - ly
+
+    sol = _opt.least_squares(resid, [math.log(em0), math.log(bc0), 0.0], method="lm", xtol=1e-14, ftol=1e-14)
+    lem, lbc, lg = sol.x
+    return float(math.exp(lem)), float(math.exp(lbc)), float(math.exp(lg))
+
+
+@dataclass(frozen=True)
+class NoiseScaleParams(Params):
+    m: int = param(16, low=2, high=256, integer=True, domain=(12, 24), doc="hidden units m of both MLPs")
+    d: int = param(4, low=1, high=64, integer=True, domain=(3, 6), doc="input dimension d")
+    data_seed: int = param(0, low=0, integer=True, domain=(0, 10_000),
+                           doc="seed of both networks' initialisation and data")
+    seeds: int = param(16, low=4, high=64, integer=True, domain=(16, 20), doc="batch orders (seeds) per learning rate")
+
+
+_NS_N = 64
+
+
+def _predict_noise(p: NoiseScaleParams) -> list[float]:
+    return [simple_noise_scale(t, _NS_N, p.d, p.m, p.data_seed) for t in TASKS]
+
+
+def _measure_noise(p: NoiseScaleParams, backend: Backend, seed: int) -> Measurement:
+    Bs = list(NS_GRID)
+    bc, gam, se_bc, se_gam, etas, rel = [], [], [], [], [], []
+    ok_range, ok_flags = True, True
+    for t in TASKS:
+        net, loss, data = noise_problem(t, _NS_N, p.d, p.m, seed=p.data_seed)
+        r = _tr.stable_lr(net, loss, data, Bs, "sgd", steps=NS_STEPS, c=1.0, criterion="final",
+                          average="mean_square", seeds=p.seeds, grid=6, rounds=2, sampling="with",
+                          lr_range=(1e-3, 100.0), seed=seed)
+        _, b, g = fit_bend(Bs, r.lr)
+        # delete-one jackknife over the batch-order seeds (per_seed holds the thresholds without seed q)
+        jk = np.array([fit_bend(Bs, r.per_seed[:, q])[1:] for q in range(p.seeds)])
+        n = p.seeds
+        lj = np.log(jk)
+        se = np.sqrt((n - 1) / n * np.sum((lj - lj.mean(0)) ** 2, axis=0))
+        bc.append(b)
+        gam.append(g)
+        se_bc.append(float(se[0]))
+        se_gam.append(float(se[1]) * g)
+        etas.append(r.lr.tolist())
+        rel.append((r.stderr / r.lr).tolist())
+        ok_flags &= all(f == "" for f in r.out_of_range)
+        ok_range &= Bs[0] <= b <= Bs[-1]
+    # exponents of eta*(B) over the two ends of the grid, reported (log-log least squares with the
+    # jackknife-free textbook standard error)
+    from ..stats import loglog_slope
+
+    ends = {t: {"below (B <= 4)": (loglog_slope(Bs[:3], e[:3]).slope, loglog_slope(Bs[:3], e[:3]).stderr),
+                "above (B >= 16)": (loglog_slope(Bs[-3:], e[-3:]).slope, loglog_slope(Bs[-3:], e[-3:]).stderr)}
+            for t, e in zip(TASKS, etas)}
+    return Measurement(
+        value=bc,
+        stderr=se_bc,
+        checks={"thresholds_inside_the_lr_range": bool(ok_flags), "bend_inside_the_batch_grid": bool(ok_range)},
+        info={"B": Bs, "eta_star": dict(zip(TASKS, etas)), "eta_star_relative_stderr": dict(zip(TASKS, rel)),
+              "B_crit_measured": dict(zip(TASKS, bc)), "se_log_B_crit": dict(zip(TASKS, se_bc)),
+              "gamma_measured": dict(zip(TASKS, gam)), "se_gamma": dict(zip(TASKS, se_gam)),
+              "loglog_exponents_at_the_grid_ends": ends, "steps": NS_STEPS, "N": _NS_N,
+              "criterion": "E_batch-orders[L_T / L_0] <= 1 (log-normal estimate), T = 4, batches with replacement"})
+
+
+def _log_ratio_errors(predicted, measured) -> np.ndarray:
+    """Per entry ``|log(measured / predicted)|`` (``inf`` for a predicted critical batch of ``inf``)."""
+    pr = np.asarray(predicted, dtype=float).ravel()
+    me = np.asarray(measured, dtype=float).ravel()
+    if pr.shape != me.shape:
+        raise ValueError(f"predicted has shape {pr.shape} but measured has {me.shape}: shapes must match")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.abs(np.log(me) - np.log(pr))
+    return np.where(np.isnan(e), np.inf, e)
+
+
+#: The stated factor of the claim: the measured critical batch is within NS_FACTOR of B_noise. Over 44
+#: domain draws (22 parameter points x 2 tasks, 16-20 seeds) the ratio B_c / B_noise ranged over
+#: 0.34 .. 1.76 (regression 0.34 .. 1.34, mostly below 1; classification 0.57 .. 1.76), i.e. within a
+#: factor 2.9; the quadratic model's own critical batch is tr(H Sigma) / G^T H G, which B_noise
+#: replaces by tr(Sigma) / |G|^2 (equal only for H ~ I), and the networks are not quadratic over T = 4
+#: steps at eta ~ 2 eta_opt.
+NS_FACTOR = 3.0
+
+
+def _tol_noise(p: NoiseScaleParams, m: Measurement, be: Backend) -> Tolerance:
+    se = np.asarray(m.stderr, dtype=float)
+    z = _z(se.size)
+    return Tolerance(math.log(NS_FACTOR) + z * se,
+                     f"per entry, on |log(B_c / B_noise)|: log {NS_FACTOR:g} (the claim's stated factor: the measured "
+                     f"range of B_c / B_noise over 44 domain draws was 0.34 .. 1.76; B_noise is B_crit = "
+                     f"tr(H Sigma)/G^T H G with H replaced by I) + z = {z:.2f} standard errors of log B_c (delete-one "
+                     f"jackknife over the batch-order seeds; Bonferroni over the {se.size} entries, family-wise "
+                     f"{ALPHA:g})")
+
+
+register(Claim(
+    id="rules.noise_scale_critical_batch",
+    statement=("On two small tanh MLPs at initialisation (a regression on a random teacher with the squared error, "
+               "and a 3-class classification with the cross-entropy; N = 64 examples, batches with replacement), "
+               "the critical batch B_c of the largest learning rate eta*(B) at which T = 4 SGD steps still decrease "
+               "the loss in expectation (E L_T <= L_0 over batch orders) agrees with the simple gradient noise scale "
+               "B_noise = tr(Sigma)/|G|^2 at the start point within a factor 3; B_c is read off eta*(B), "
+               "B = 1 .. 64, by fitting 1/eta = a (1 + (B_c/B)^gamma) (the crossing of eta ~ B^gamma and its "
+               "plateau). predicted/measured = [B_c (regression), B_c (classification)]. Measured: B_c/B_noise "
+               "in 0.34 .. 1.76 over 44 domain draws (B_noise 1-12), gamma 0.8 .. 1.7 (McCandlish: 1): the factor "
+               "is B_noise's neglect of the Hessian weighting (B_crit = tr(H Sigma)/G^T H G) and the non-quadratic "
+               "steps. Over longer horizons it fails: with T = 30 the classification bend moves to 3-5 x "
+               "B_noise (the cross-entropy keeps decreasing at large steps) and the regression one to 0.5 x."),
+    reference=("McCandlish, Kaplan, Amodei et al. 2018 (arXiv 1812.06162), Sec. 2.2 and App. A (B_simple, "
+               "eta_opt(B) = eta_max / (1 + B_noise/B)); the criterion and the fit derived here"),
+    params=NoiseScaleParams,
+    predicted=_predict_noise,
+    measured=_measure_noise,
+    error=_log_ratio_errors,
+    tolerance=_tol_noise,
+    sweep="m", sweep_values=(12, 16, 24),
+    summary=lambda v: v[0], summary_label="critical batch (regression)",
+    backends=("torch",),
+    mutants={
+        "tr Sigma summed over the examples, not averaged (N B_noise)":
+            lambda p: [_NS_N * b for b in _predict_noise(p)],
+        "ratio inverted: |G|^2 / tr Sigma": lambda p: [1.0 / b for b in _predict_noise(p)],
+        "no critical batch (pure linear rule eta ~ B)": lambda p: [math.inf, math.inf],
+    },
+    closed_forms=("simple_noise_scale",),
+))
+
+
+# --- Adam: the square-root rule on a network --------------------------------------------------
+#
+# The model. A tanh MLP (d inputs, m hidden units) started at a teacher's weights: the targets are
+# the teacher's outputs plus label noise sigma z, so the start point is a noisy minimum (the gradient
+# G is O(sigma/sqrt(N)) while each example's gradient is O(sigma): B_noise ~ N) and the batch gradient
+# is dominated by noise at every B. Adam (beta_1 = 0.9, beta_2 = 0.999, bias correction), batches with
+# replacement.
+#
+# Why a square root (derived here, the network analogue of scaling.adam_sqrt). In the noise-dominated
+# regime Adam's second moment is v ~ E g_B^2 = V / B, so its step eta m / sqrt(v) is SGD with the
+# learning rate eta sqrt(B / V): B enters the effective learning rate as sqrt(B). The loss excess of
+# SGD with learning rate eta' and batch noise Sigma / B scales as eta' / B; for Adam it scales as
+# eta sqrt(B) / B = eta / sqrt(B), so the learning rate at which the loss grows by a fixed factor
+# scales as sqrt(B) (SGD: as B, the linear rule). Above a critical batch B_c the bias-corrected first
+# steps, sign-like steps of length ~eta per coordinate whatever B, cap eta*: the exponent falls to 0.
+# This differs from the least-squares model with a frozen preconditioner (scaling.adam_sqrt), where
+# eta* falls as 1/sqrt(B) above B*: there v is the exact second moment; here Adam starts from v = 0.
+#
+# Measured. eta*(B) = the largest eta whose full-data loss, checked every 5 steps for T = 100 steps,
+# never exceeds 3 L_0 (mean over batch orders, log-normal estimate; tools.rules.stable_lr with
+# criterion="max", c = 3). Why that criterion: Adam's steps are bounded by ~eta and its
+# preconditioner grows with the gradients, so past the threshold a run does not diverge, it settles
+# at a higher loss; linear (late-growth) stability never fails, and the usable-learning-rate notion
+# is the growth of the loss above its noise floor L_0 ~ sigma^2. Fitted exponents: log-log least
+# squares of eta*(B) over B = 1, 2, 4, 8 (below) and B = 32, 64, 128 (above), standard errors by the
+# delete-one jackknife over the batch-order seeds.
+#
+# What was measured (12 seeds). With c = 2 (16 draws of m in 6-10, d in 3-5, sigma in 0.7-1.2) the
+# exponent below was 0.48 .. 0.69 (mean 0.57), not exactly 1/2: v also holds the squared full
+# gradient, which grows as the run leaves the minimum, and a B-independent part of v pulls the
+# exponent towards the linear rule's 1 (with c = 1.25 it drops to 0.4-0.6 but the bend leaves the
+# grid). The bend (fitted 1/eta = a (1 + (B_c/B)^gamma)) moves down as c grows (c = 1.5: B_c = 20-73;
+# c = 2: 11-58; c = 3: 7-28; c = 4: 4-7) while the exponent below stays near 0.5-0.6 (c = 3, 12
+# draws: 0.47 .. 0.71, mean 0.59); where the bend is near B = 32 the "above" exponent keeps a residual slope (c = 2, B_c = 58:
+# 0.24 +- 0.06; c = 3 on that draw: 0.18 +- 0.07), which is why the claim uses c = 3. Neither
+# exponent is its rule's value within z = 3.3 jackknife standard errors on every draw (defaults:
+# 0.62 +- 0.04 below), so the claim reads each entry as a choice between the two rival rules. For sigma < 0.5 the bend moves to B_c ~ 60-100, past the
+# grid, so the domain is sigma >= 0.7 (and d <= 4).
+
+ADAM_GRID = (1, 2, 4, 8, 32, 64, 128)
+ADAM_BELOW = (1, 2, 4, 8)
+ADAM_ABOVE = (32, 64, 128)
+ADAM_STEPS = 100
+ADAM_C = 3.0
+_ADAM_N = 128
+
+
+def adam_problem(N: int = 128, d: int = 4, m: int = 8, sigma: float = 0.5, seed: int = 0,
+                 dtype: torch.dtype = torch.float64) -> tuple[nn.Module, Any, tuple[torch.Tensor, torch.Tensor]]:
+    """A tanh MLP ``f(x) = w_2^T tanh(W_1 x + b_1) + b_2`` (torch's default initialisation) at the teacher's
+    weights, and data ``(X, f(X) + sigma z)`` with ``x, z`` standard normal: a noisy minimum (``B_noise ~ N``)."""
+    N = check_int("N", N, 2)
+    d = check_int("d", d, 1)
+    m = check_int("m", m, 1)
+    sigma = check_range("sigma", sigma, 0.0, None, low_open=True)
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        net = nn.Sequential(nn.Linear(d, m), nn.Tanh(), nn.Linear(m, 1)).to(dtype)
+    X = torch.randn(N, d, generator=g, dtype=dtype)
+    with torch.no_grad():
+        Y = net(X) + sigma * torch.randn(N, 1, generator=g, dtype=dtype)
+    return net, nn.MSELoss(), (X, Y)
+
+
+def adam_sqrt_exponents() -> tuple[float, float]:
+    """The exponents of Adam's ``eta*(B)`` in the noise-dominated regime: ``1/2`` below the critical batch
+    (effective learning rate ``eta sqrt(B/V)``, module comment), ``0`` above (bias-corrected sign-like
+    first steps)."""
+    return 0.5, 0.0
+
+
+@dataclass(frozen=True)
+class AdamNetworkParams(Params):
+    m: int = param(8, low=2, high=128, integer=True, domain=(6, 10), doc="hidden units m")
+    d: int = param(3, low=1, high=64, integer=True, domain=(3, 4), doc="input dimension d")
+    sigma: float = param(0.8, low=0, low_open=True, high=10, domain=(0.7, 1.2), log=True, doc="label noise sigma")
+    data_seed: int = param(0, low=0, integer=True, domain=(0, 10_000), doc="seed of the teacher and the data")
+    seeds: int = param(12, low=4, high=64, integer=True, domain=(12, 14), doc="batch orders (seeds) per learning rate")
+
+
+def _slopes(Bs: list[int], etas: np.ndarray) -> tuple[float, float]:
+    from ..stats import loglog_slope
+
+    lo = [Bs.index(b) for b in ADAM_BELOW]
+    hi = [Bs.index(b) for b in ADAM_ABOVE]
+    return (loglog_slope(ADAM_BELOW, etas[lo]).slope, loglog_slope(ADAM_ABOVE, etas[hi]).slope)
+
+
+def _measure_adam_net(p: AdamNetworkParams, backend: Backend, seed: int) -> Measurement:
+    Bs = list(ADAM_GRID)
+    net, loss, data = adam_problem(_ADAM_N, p.d, p.m, p.sigma, seed=p.data_seed)
+    r = _tr.stable_lr(net, loss, data, Bs, "adam", steps=ADAM_STEPS, c=ADAM_C, criterion="max", every=5,
+                      average="mean_square", seeds=p.seeds, grid=6, rounds=2, sampling="with",
+                      lr_range=(1e-3, 3.0), seed=seed)
+    s = _slopes(Bs, r.lr)
+    jk = np.array([_slopes(Bs, r.per_seed[:, q]) for q in range(p.seeds)])
+    n = p.seeds
+    se = np.sqrt((n - 1) / n * np.sum((jk - jk.mean(0)) ** 2, axis=0))
+    _, bc, gam = fit_bend(Bs, r.lr)
+    return Measurement(
+        value=list(s), stderr=se.tolist(),
+        checks={"thresholds_inside_the_lr_range": all(f == "" for f in r.out_of_range)},
+        info={"B": Bs, "eta_star": r.lr.tolist(), "eta_star_relative_stderr": (r.stderr / r.lr).tolist(),
+              "bend_fit_B_c": bc, "bend_fit_gamma": gam, "steps": ADAM_STEPS, "N": _ADAM_N,
+              "criterion": r.definition})
+
+
+def _tol_adam_net(p: AdamNetworkParams, m: Measurement, be: Backend) -> Tolerance:
+    se = np.asarray(m.stderr, dtype=float)
+    return Tolerance(np.array([ADAM_REGIME_BAND, ADAM_REGIME_BAND]),
+                     f"per entry, absolute: {ADAM_REGIME_BAND:g}, half the distance between the rival exponents of "
+                     "each regime (below: 1/2, the square-root rule, against 1, SGD's linear rule; above: 0, the "
+                     "plateau of the bias-corrected first steps, against 1/2, the square-root rule continued), so "
+                     "each entry decides which rule the measured exponent is nearer. Not z standard errors: the "
+                     "exponent below sits systematically above 1/2 (0.47 .. 0.71 over 12 domain draws, jackknife "
+                     f"standard errors {se[0]:.3f} and {se[1]:.3f} here), the full gradient's share of Adam's "
+                     "second moment (module comment)")
+
+
+#: Each entry classifies the regime: half the gap between the rival exponents (1/2 vs 1 below, 0 vs 1/2 above).
+ADAM_REGIME_BAND = 0.25
+
+
+register(Claim(
+    id="rules.adam_sqrt_network",
+    statement=("Adam (beta_1 = 0.9, beta_2 = 0.999, bias correction) on a tanh MLP started at a noisy minimum "
+               "(a teacher's weights, targets with label noise sigma; N = 128, batches with replacement): the "
+               "largest learning rate eta*(B) whose loss stays below 3 L_0 for T = 100 steps grows as sqrt(B) "
+               "below its critical batch (the fitted log-log exponent over B = 1 .. 8 is nearer 1/2 than SGD's "
+               "linear 1) and is flat above it (the exponent over B = 32 .. 128 is nearer 0 than 1/2): the square-root "
+               "rule holds only for B << B_c, as in scaling.adam_sqrt, but above B_c eta* does not fall as "
+               "1/sqrt(B) (the frozen-preconditioner prediction) because Adam's bias-corrected first steps "
+               "are sign-like steps of length ~eta whatever B. predicted/measured = [exponent below, "
+               "exponent above], each within half the gap to the rival rule. It is not 1/2 within z standard "
+               "errors on every draw (defaults: 0.62 +- 0.04). Measured below (c = 3, 12 draws): 0.47 .. 0.71, mean 0.59 (with a 2 L_0 criterion 0.48 .. 0.69, mean 0.57: "
+               "the pure 1/2 is the limit of a noise-dominated second moment, the full gradient's share of v "
+               "pulls it towards 1); bend at B_c = 7 .. 28; above: -0.04 .. 0.20, a residual slope where the "
+               "bend is near B = 32. Asserted for sigma in [0.7, 1.2]: for "
+               "sigma < 0.5 the bend moves past B = 32 and the 'above' exponent reads 0.3 .. 0.6."),
+    reference=("derived here (noise-dominated effective learning rate eta sqrt(B/V)); Malladi, Lyu, Panigrahi, "
+               "Arora 2022 (arXiv 2205.10287), the square-root scaling rule for Adam; Granziol, Zohren, Roberts "
+               "2022 (arXiv 2006.09092), Sec. 5; Kingma and Ba 2015 (arXiv 1412.6980)"),
+    params=AdamNetworkParams,
+    predicted=lambda p: list(adam_sqrt_exponents()),
+    measured=_measure_adam_net,
+    error=lambda pr, me: np.abs(np.asarray(me, dtype=float) - np.asarray(pr, dtype=float)),
+    tolerance=_tol_adam_net,
+    sweep="sigma", sweep_values=(0.3, 0.5, 1.0),
+    summary=lambda v: v[0], summary_label="exponent of eta*(B) below the critical batch",
+    backends=("torch",),
+    mutants={
+        "linear rule below the critical batch (exponent 1)": lambda p: [1.0, 0.0],
+        "square-root rule past the critical batch (exponent 1/2 above)": lambda p: [0.5, 0.5],
+        "frozen-preconditioner model above B* (exponent -1/2, scaling.adam_sqrt)": lambda p: [0.5, -0.5],
+    },
+    closed_forms=("adam_sqrt_exponents",),
+))
