@@ -59,6 +59,11 @@ DYNAMICS_CLAIMS = (
     "descent.label_noise_peak",
     "kernels.network_beats_ntk",
     "landscape.bn_smoothness",
+    "lottery.tickets_match_dense",
+    "reinit.layerwise",
+    "rules.linearized_threshold",
+    "rules.noise_scale_critical_batch",
+    "rules.adam_sqrt_network",
 )
 
 
