@@ -48,6 +48,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -558,10 +559,13 @@ def layerwise_experiment(p: LayerwiseParams, be: Backend, *, sharp_tol: float = 
 def _measure_layerwise(p: LayerwiseParams, be: Backend, seed: int) -> Measurement:
     # Lanczos residual tolerance: 1e-6 in float64; float32 (CUDA) products carry ~1e-7 relative
     # round-off per entry, so a 1e-6 residual is out of reach there and 1e-4 is asked instead
+    # the run's seed is the parameter's, shifted by the verify seed (`--seed k` = `--set seed=seed+k`)
+    if seed:
+        p = dataclasses.replace(p, seed=(p.seed + int(seed)) % 2**31)
     r = layerwise_experiment(p, be, sharp_tol=1e-6 if be.eps < 1e-10 else 1e-4)
     if r["diverged"]:
         return Measurement(value=[math.nan] * len(LAYERWISE_PARTS), diverged=True)
-    info, signs, se = {}, [], []
+    info, signs, se = {"run_seed": p.seed}, [], []
     for k in LAYERWISE_PARTS + ("weight_norm", "train_loss"):
         mean, s, z = paired_z(r["reinit"][k], r["base"][k])
         info[k] = {"baseline_mean": float(np.mean(r["base"][k])), "reinit_mean": float(np.mean(r["reinit"][k])),
