@@ -512,7 +512,6 @@ register(Claim(
 ADAM_GRID = (1, 2, 4, 8, 32, 64, 128)
 ADAM_BELOW = (1, 2, 4, 8)
 ADAM_ABOVE = (32, 64, 128)
-ADAM_PAST = 2.0            # the 'above' exponent is fitted on the grid points B >= ADAM_PAST x B_c
 ADAM_STEPS = 100
 ADAM_C = 3.0
 _ADAM_N = 128
@@ -560,11 +559,6 @@ def _slopes(Bs: list[int], etas: np.ndarray, above: tuple[int, ...] = ADAM_ABOVE
     return (loglog_slope(ADAM_BELOW, etas[lo]).slope, loglog_slope(list(above), etas[hi]).slope)
 
 
-def _above_window(B_c: float) -> tuple[int, ...]:
-    """The grid points well past the measured bend, ``B >= ADAM_PAST x B_c`` (those of ``ADAM_ABOVE``)."""
-    return tuple(b for b in ADAM_ABOVE if b >= ADAM_PAST * B_c)
-
-
 def _measure_adam_net(p: AdamNetworkParams, backend: Backend, seed: int) -> Measurement:
     Bs = list(ADAM_GRID)
     net, loss, data = adam_problem(_ADAM_N, p.d, p.m, p.sigma, seed=p.data_seed)
@@ -572,19 +566,17 @@ def _measure_adam_net(p: AdamNetworkParams, backend: Backend, seed: int) -> Meas
                       average="mean_square", seeds=p.seeds, grid=6, rounds=2, sampling="with",
                       lr_range=(1e-3, 3.0), seed=seed)
     _, bc, gam = fit_bend(Bs, r.lr)
-    # "above" is read where the measured bend is behind: B >= 2 B_c (a draw whose bend sat at B_c = 28
-    # read 0.28 over B = 32 .. 128, the bend's own curvature, and 0.12 over 64 .. 128)
-    above = _above_window(bc) if np.isfinite(bc) else ()
-    enough = len(above) >= 2
-    above = above if enough else ADAM_ABOVE
+    # "above" is the fixed window B = 32 .. 128: a window adapted to B >= 2 B_c (tried) keeps only
+    # B = 64, 128 on late bends, and the two-point slope's jackknife error (0.16) then narrows the
+    # interval below the bias of a gradual bend (a ci draw failed at 0.27 against 0.24)
+    above = ADAM_ABOVE
     s = _slopes(Bs, r.lr, above)
     jk = np.array([_slopes(Bs, r.per_seed[:, q], above) for q in range(p.seeds)])
     n = p.seeds
     se = np.sqrt((n - 1) / n * np.sum((jk - jk.mean(0)) ** 2, axis=0))
     return Measurement(
         value=list(s), stderr=se.tolist(),
-        checks={"thresholds_inside_the_lr_range": all(f == "" for f in r.out_of_range),
-                f"two_grid_points_past_{ADAM_PAST:g}_B_c": enough},
+        checks={"thresholds_inside_the_lr_range": all(f == "" for f in r.out_of_range)},
         info={"B": Bs, "eta_star": r.lr.tolist(), "eta_star_relative_stderr": (r.stderr / r.lr).tolist(),
               "bend_fit_B_c": bc, "bend_fit_gamma": gam, "above_window": list(above), "steps": ADAM_STEPS,
               "N": _ADAM_N, "criterion": r.definition})
@@ -615,8 +607,7 @@ register(Claim(
                "(a teacher's weights, targets with label noise sigma; N = 128, batches with replacement): the "
                "largest learning rate eta*(B) whose loss stays below 3 L_0 for T = 100 steps grows as sqrt(B) "
                "below its critical batch (the fitted log-log exponent over B = 1 .. 8 is nearer 1/2 than SGD's "
-               "linear 1), and past the bend the square-root rule stops: the exponent over the grid points "
-               "B >= 2 B_c of 32, 64, 128 (B_c the measured bend) lies, with its one-sided 1.645-standard-error "
+               "linear 1), and past the bend the square-root rule stops: the exponent over B = 32 .. 128 lies, with its one-sided 1.645-standard-error "
                "interval, inside (-1/2, 1/2): below the square-root rule continued and above the 1/sqrt(B) fall "
                "of the frozen-preconditioner model (scaling.adam_sqrt), because Adam's bias-corrected first steps "
                "are sign-like steps of length ~eta whatever B. predicted/measured = [exponent below, exponent "
@@ -624,7 +615,7 @@ register(Claim(
                "errors: the pure 1/2 is the limit of a noise-dominated second moment, the full gradient's share of "
                "v pulls it towards 1); bend at B_c = 4 .. 28; above -0.11 .. 0.33 over about 100 draws, mostly "
                "near 0 (a plateau) but not resolved from 1/2 on every draw at this budget: 3 draws read 0.28 .. 0.33 "
-               "(gradual bends, gamma 0.57 .. 0.72, whose local exponent at 2 B_c is still ~0.25; jackknife standard "
+               "(gradual bends, gamma 0.57 .. 0.72, whose local exponent at 2 B_c is still ~0.25 and on which a window B >= 2 B_c, tried, kept only two points; jackknife standard "
                "errors 0.07 .. 0.10), so 'flat above' is a finding, not asserted. Asserted for sigma in [0.7, 1.2]: "
                "for sigma < 0.5 the bend moves past B = 32 and the 'above' exponent reads 0.3 .. 0.6."),
     reference=("derived here (noise-dominated effective learning rate eta sqrt(B/V)); Malladi, Lyu, Panigrahi, "
