@@ -321,7 +321,9 @@ def gd_mlp(Ws, X, y, steps: int, lr: float):
 
     Explicit backward pass (the chain rule through the ReLUs, ``delta_L = -y sigma(-y f)/n``,
     ``dL/dW_l = delta_l^T h_{l-1}``, ``delta_{l-1} = (delta_l W_l) * 1[z_{l-1} > 0]``), checked against
-    autograd in the tests. Returns ``(Ws, diverged, step)``: a non-finite loss stops the run and
+    autograd in the tests. Written out because it is faster: 300 steps of 16 seeds of a 20-32-32-32-1
+    net on 256 points took 1.05-1.26 s CPU against 1.58-1.71 s with ``torch.autograd.grad`` (one
+    thread; same weights to 7e-16). Returns ``(Ws, diverged, step)``: a non-finite loss stops the run and
     flags it (``step`` is where), never silent NaN.
     """
     import torch

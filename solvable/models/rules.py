@@ -392,8 +392,11 @@ def _measure_noise(p: NoiseScaleParams, backend: Backend, seed: int) -> Measurem
     # jackknife-free textbook standard error)
     from ..stats import loglog_slope
 
-    ends = {t: {"below (B <= 4)": (loglog_slope(Bs[:3], e[:3]).slope, loglog_slope(Bs[:3], e[:3]).stderr),
-                "above (B >= 16)": (loglog_slope(Bs[-3:], e[-3:]).slope, loglog_slope(Bs[-3:], e[-3:]).stderr)}
+    def _fit(b, e):
+        f = loglog_slope(b, e)
+        return f.slope, f.stderr
+
+    ends = {t: {"below (B <= 4)": _fit(Bs[:3], e[:3]), "above (B >= 16)": _fit(Bs[-3:], e[-3:])}
             for t, e in zip(TASKS, etas)}
     return Measurement(
         value=bc,
